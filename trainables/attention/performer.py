@@ -1,0 +1,87 @@
+"""Performer self-attention (FAVOR+) with exact key masking.
+
+The random-feature kernels come from lucidrains' performer-pytorch. Its own ``SelfAttention``
+masks only the values, so a padded token still enters the normaliser (and, for the softmax
+kernel, the key stabiliser) and changes every other token's output. Here the key features of
+masked tokens are zeroed after the feature map, so a masked-out token has no influence at all.
+
+Kernels:
+    ``relu``    generalized attention with ReLU features (the HeimdallNetPro seed's choice)
+    ``elu``     generalized attention with ELU(x) + 1 features (positive, as in linear
+                transformers; a bare ELU can make the normaliser vanish)
+    ``softmax`` the standard FAVOR+ positive random features for the softmax kernel
+"""
+from __future__ import annotations
+
+import torch
+from performer_pytorch.performer_pytorch import (
+    gaussian_orthogonal_random_matrix,
+    generalized_kernel,
+    linear_attention,
+    softmax_kernel,
+)
+from torch import nn
+
+KERNELS = ("relu", "elu", "softmax")
+
+
+class EluPlusOne(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.elu(x) + 1.0
+
+
+def softmax_key_features(
+    keys: torch.Tensor, projection: torch.Tensor, mask: torch.Tensor | None, eps: float = 1e-4
+) -> torch.Tensor:
+    """FAVOR+ key features whose stabilising maximum ignores masked keys.  # (B, h, N, m)"""
+    normalizer = keys.shape[-1] ** -0.25
+    dash = torch.einsum("bhnd,md->bhnm", normalizer * keys, projection.type_as(keys))
+    diag = (keys**2).sum(dim=-1, keepdim=True) * (normalizer**2) / 2.0
+    visible = dash if mask is None else dash.masked_fill(~mask[:, None, :, None], float("-inf"))
+    stabiliser = torch.amax(visible, dim=(-1, -2), keepdim=True).detach()
+    return projection.shape[0] ** -0.5 * (torch.exp(dash - diag - stabiliser) + eps)
+
+
+class PerformerAttention(nn.Module):
+    """Multi-head Performer self-attention: ``forward(x (B, N, D), mask (B, N)) -> (B, N, D)``."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 8,
+        nb_features: int = 64,
+        kernel: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown Performer kernel {kernel!r}; known: {', '.join(KERNELS)}")
+        self.heads, self.kernel = heads, kernel
+        head_dim = dim // heads
+        self.to_qkv = nn.Linear(dim, 3 * dim)
+        self.to_out = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.kernel_fn = EluPlusOne() if kernel == "elu" else nn.ReLU()
+        # A buffer, not a parameter: saved with the weights so a reloaded model is identical.
+        self.register_buffer("projection", gaussian_orthogonal_random_matrix(nb_features, head_dim))
+
+    def features(self, x: torch.Tensor, is_query: bool, mask: torch.Tensor | None) -> torch.Tensor:
+        if self.kernel == "softmax":
+            if is_query:
+                return softmax_kernel(x, projection_matrix=self.projection, is_query=True)
+            return softmax_key_features(x, self.projection, mask)
+        return generalized_kernel(x, projection_matrix=self.projection, kernel_fn=self.kernel_fn)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+        qkv = self.to_qkv(x).view(batch, tokens, 3, self.heads, dim // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, h, N, d)
+        q_features = self.features(q, is_query=True, mask=mask)  # (B, h, N, m)
+        k_features = self.features(k, is_query=False, mask=mask)
+        if mask is not None:
+            k_features = k_features * mask[:, None, :, None]
+        out = linear_attention(q_features, k_features, v)  # (B, h, N, d)
+        out = out.transpose(1, 2).reshape(batch, tokens, dim)
+        return self.dropout(self.to_out(out))

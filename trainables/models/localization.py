@@ -1,0 +1,265 @@
+"""HeimdallNet and HeimdallNetPro: transmitter localization from a variable set of receivers.
+
+Call: ``model(iq, features, positions, receiver_ids, mask) -> (position, uncertainty)``
+    iq            (B, R, 2, L)  AGC-normalised complex baseband, I and Q
+    features      (B, R, F)     per-receiver measurements in physical units (dB, Hz, us, ...)
+    positions     (B, R, 3)     receiver x, y, z in metres
+    receiver_ids  (B, R)        site index in [0, max_receivers)
+    mask          (B, R) bool   True for an active receiver; padded slots never affect the output
+    position      (B, 2)        transmitter x, y in metres
+    uncertainty   (B, 2)        predicted standard deviation of x and y in metres
+
+Layer plan after HeimdallNet v1.0 (fulgidus/heimdall): a 1-D EfficientNet-B2-style IQ encoder,
+a feature encoder, receiver-identity embeddings, per-receiver calibration, a set aggregator, a
+pairwise geometry encoder, global fusion and two heads. Differences, each for a reason:
+  * only active receivers are encoded, so padding neither costs compute nor moves BatchNorm
+    statistics, and the calibration layers are applied in one batched product instead of a
+    Python loop over the batch;
+  * max pooling fills padded slots with -inf, so zeroed padding cannot win over negative values;
+  * the feature encoder sees the receiver position next to its measurements (the original fed
+    lat/lon/alt as features), and inputs are normalised with training-split statistics held as
+    buffers, so the model takes and returns physical units.
+HeimdallNetPro puts a Performer self-attention block (pre-norm, residual, post-norm) before the
+pooling; with ``pooling_fallback=False`` the pooling is a plain masked mean (attention-only ablation).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trainables.attention import PerformerAttention
+from trainables.models import register_model
+
+FAMILY = "localization"
+HIDDEN = 256
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over dim 1 of ``x`` (B, N, D) where ``mask`` (B, N) is True."""
+    weights = mask.unsqueeze(-1).to(x.dtype)
+    return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+# ---------------------------------------------------------------- per-receiver encoder
+
+
+class MBConv1d(nn.Module):
+    """Mobile inverted bottleneck with squeeze-and-excitation, for 1-D signals."""
+
+    def __init__(self, in_channels: int, out_channels: int, expand: int = 6, stride: int = 1) -> None:
+        super().__init__()
+        hidden = in_channels * expand
+        self.residual = stride == 1 and in_channels == out_channels
+        expansion = (
+            [nn.Conv1d(in_channels, hidden, 1, bias=False), nn.BatchNorm1d(hidden), nn.SiLU()]
+            if expand != 1
+            else []
+        )
+        self.conv = nn.Sequential(
+            *expansion,
+            nn.Conv1d(hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.SiLU(),
+        )
+        squeeze = max(1, in_channels // 4)
+        self.excite = nn.Sequential(
+            nn.AdaptiveAvgPool1d(1),
+            nn.Flatten(),
+            nn.Linear(hidden, squeeze),
+            nn.SiLU(),
+            nn.Linear(squeeze, hidden),
+            nn.Sigmoid(),
+        )
+        self.project = nn.Sequential(nn.Conv1d(hidden, out_channels, 1, bias=False), nn.BatchNorm1d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)  # (M, hidden, L')
+        out = self.project(out * self.excite(out).unsqueeze(-1))
+        return out + x if self.residual else out
+
+
+# (in, out, expand, stride) per block: EfficientNet-B2's stages scaled to 1-D.
+IQ_BLOCKS = (
+    (32, 16, 1, 1),
+    (16, 24, 6, 2), (24, 24, 6, 1),
+    (24, 40, 6, 2), (40, 40, 6, 1),
+    (40, 80, 6, 2), (80, 80, 6, 1), (80, 80, 6, 1),
+    (80, 112, 6, 1), (112, 112, 6, 1),
+)  # fmt: skip
+
+
+class IQEncoder(nn.Module):
+    def __init__(self, out_dim: int = HIDDEN) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv1d(2, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm1d(32), nn.SiLU())
+        self.blocks = nn.Sequential(*(MBConv1d(*block) for block in IQ_BLOCKS))
+        self.head = nn.Sequential(
+            nn.Conv1d(112, 192, 1, bias=False),
+            nn.BatchNorm1d(192),
+            nn.SiLU(),
+            nn.AdaptiveAvgPool1d(1),
+            nn.Flatten(),
+            nn.Linear(192, out_dim),
+        )
+
+    def forward(self, iq: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(iq)))  # (M, 2, L) -> (M, out_dim)
+
+
+class ReceiverCalibration(nn.Module):
+    """One Linear + LayerNorm affine per receiver site, applied to all receivers at once."""
+
+    def __init__(self, sites: int, dim: int = HIDDEN) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(sites, dim, dim))
+        self.bias = nn.Parameter(torch.zeros(sites, dim))
+        self.norm_weight = nn.Parameter(torch.ones(sites, dim))
+        self.norm_bias = nn.Parameter(torch.zeros(sites, dim))
+        for weight in self.weight:
+            nn.init.kaiming_uniform_(weight, a=5**0.5)  # nn.Linear's default
+
+    def forward(self, x: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
+        # One GEMM against every site's weights, then a gather: far cheaper than gathering a
+        # (M, D, D) weight tensor, since there are few sites.
+        sites, dim, _ = self.weight.shape
+        every_site = (x @ self.weight.permute(1, 0, 2).reshape(dim, sites * dim)).view(-1, sites, dim)
+        x = every_site[torch.arange(len(site), device=x.device), site] + self.bias[site]  # (M, D)
+        x = F.layer_norm(x, x.shape[-1:]) * self.norm_weight[site] + self.norm_bias[site]
+        return F.gelu(x)
+
+
+class ReceiverEncoder(nn.Module):
+    """Encodes each active receiver's IQ, measurements, position and identity to (HIDDEN,)."""
+
+    def __init__(self, sites: int, n_features: int) -> None:
+        super().__init__()
+        self.iq = IQEncoder(HIDDEN)
+        self.measurements = nn.Sequential(nn.Linear(n_features + 3, 64), nn.LayerNorm(64), nn.GELU(), nn.Linear(64, 128))
+        self.identity = nn.Embedding(sites, 64)
+        self.fusion = nn.Sequential(nn.Linear(HIDDEN + 128 + 64, HIDDEN), nn.LayerNorm(HIDDEN), nn.GELU(), nn.Linear(HIDDEN, HIDDEN))
+        self.calibration = ReceiverCalibration(sites)
+
+    def forward(self, iq: torch.Tensor, measurements: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
+        fused = self.fusion(torch.cat([self.iq(iq), self.measurements(measurements), self.identity(site)], dim=-1))
+        return self.calibration(fused, site)  # (M, HIDDEN)
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+class MultiStrategyPooling(nn.Module):
+    """Max, mean and quality-weighted pooling over active receivers, fused to one vector."""
+
+    def __init__(self, dim: int = HIDDEN, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.transform = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim), nn.GELU(), nn.Dropout(dropout))
+        self.quality = nn.Sequential(nn.Linear(dim, 64), nn.GELU(), nn.Linear(64, 1))
+        self.combine = nn.Sequential(nn.Linear(3 * dim, dim), nn.LayerNorm(dim), nn.GELU(), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.transform(x)  # (B, N, D)
+        hidden = ~mask.unsqueeze(-1)
+        max_pooled = x.masked_fill(hidden, float("-inf")).amax(dim=1)
+        weights = self.quality(x).masked_fill(hidden, float("-inf")).softmax(dim=1)  # (B, N, 1)
+        weighted = (x.masked_fill(hidden, 0.0) * weights).sum(dim=1)
+        return self.combine(torch.cat([max_pooled, masked_mean(x, mask), weighted], dim=-1))
+
+
+class MaskedMeanPooling(nn.Module):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return masked_mean(x, mask)
+
+
+class SetAttentionBlock(nn.Module):
+    """LayerNorm -> Performer self-attention -> dropout + residual -> LayerNorm -> pooling."""
+
+    def __init__(self, attention: nn.Module, pooling: nn.Module, dim: int = HIDDEN, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.pre_norm, self.post_norm = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attention, self.pooling = attention, pooling
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.post_norm(x + self.dropout(self.attention(self.pre_norm(x), mask)))
+        return self.pooling(x, mask)
+
+
+class GeometryEncoder(nn.Module):
+    """Distances, bearings and height differences between every pair of active receivers."""
+
+    def __init__(self, dim: int = HIDDEN, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.distance = nn.Sequential(nn.Linear(1, 32), nn.GELU(), nn.Linear(32, 64))
+        self.bearing = nn.Sequential(nn.Linear(2, 32), nn.GELU(), nn.Linear(32, 64))
+        self.height = nn.Sequential(nn.Linear(1, 32), nn.GELU(), nn.Linear(32, 32))
+        self.aggregate = nn.Sequential(nn.Linear(160, dim), nn.LayerNorm(dim), nn.GELU(), nn.Dropout(dropout))
+
+    def forward(self, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        delta = positions.unsqueeze(1) - positions.unsqueeze(2)  # (B, N, N, 3): j - i
+        distance = delta[..., :2].norm(dim=-1, keepdim=True)
+        bearing = delta[..., :2] / distance.clamp(min=1e-6)  # (cos, sin); zero on the diagonal
+        pairs = torch.cat([self.distance(distance), self.bearing(bearing), self.height(delta[..., 2:])], dim=-1)
+        eye = torch.eye(mask.shape[1], dtype=torch.bool, device=mask.device)
+        pair_mask = mask.unsqueeze(1) & mask.unsqueeze(2) & ~eye  # (B, N, N)
+        pooled = masked_mean(pairs.flatten(1, 2), pair_mask.flatten(1, 2))
+        return self.aggregate(pooled)
+
+
+# ---------------------------------------------------------------- the network
+
+
+class HeimdallNet(nn.Module):
+    def __init__(self, context: Mapping[str, Any], aggregator: nn.Module, dropout: float) -> None:
+        super().__init__()
+        self.register_buffer("feature_mean", torch.tensor(context["feature_mean"], dtype=torch.float32))
+        self.register_buffer("feature_std", torch.tensor(context["feature_std"], dtype=torch.float32))
+        self.register_buffer("position_center", torch.tensor(context["position_center"], dtype=torch.float32))
+        self.register_buffer("position_scale", torch.tensor(float(context["position_scale"])))
+        self.encoder = ReceiverEncoder(context["max_receivers"], len(context["feature_mean"]))
+        self.aggregator = aggregator
+        self.geometry = GeometryEncoder(HIDDEN, dropout)
+        self.fusion = nn.Sequential(nn.Linear(2 * HIDDEN, HIDDEN), nn.LayerNorm(HIDDEN), nn.GELU(), nn.Dropout(dropout))
+        self.position_head = nn.Linear(HIDDEN, 2)
+        self.uncertainty_head = nn.Sequential(nn.Linear(HIDDEN, 64), nn.ReLU(), nn.Linear(64, 2), nn.Softplus())
+
+    def forward(
+        self,
+        iq: torch.Tensor,
+        features: torch.Tensor,
+        positions: torch.Tensor,
+        receiver_ids: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = (positions - self.position_center) / self.position_scale  # (B, R, 3)
+        measurements = torch.cat([(features - self.feature_mean) / self.feature_std, positions], dim=-1)
+        encoded = self.encoder(iq[mask], measurements[mask], receiver_ids[mask])  # (M, HIDDEN)
+        receivers = encoded.new_zeros(*mask.shape, HIDDEN).index_put((mask,), encoded)  # (B, R, HIDDEN)
+        shared = self.fusion(torch.cat([self.aggregator(receivers, mask), self.geometry(positions, mask)], dim=-1))
+        position = self.position_center[:2] + self.position_scale * self.position_head(shared)
+        uncertainty = self.position_scale * (self.uncertainty_head(shared) + 1e-3)
+        return position, uncertainty
+
+
+@register_model(FAMILY, "heimdall_net")
+def heimdall_net(context: Mapping[str, Any], *, dropout: float = 0.1) -> HeimdallNet:
+    """HeimdallNet v1.0: pooling-only aggregation (max, mean, quality-weighted)."""
+    return HeimdallNet(context, MultiStrategyPooling(HIDDEN, dropout), dropout)
+
+
+@register_model(FAMILY, "heimdall_net_pro")
+def heimdall_net_pro(
+    context: Mapping[str, Any],
+    *,
+    dropout: float = 0.1,
+    heads: int = 8,
+    nb_features: int = 64,
+    kernel: str = "relu",
+    pooling_fallback: bool = True,
+) -> HeimdallNet:
+    """HeimdallNetPro: Performer self-attention between receivers before the pooling."""
+    attention = PerformerAttention(HIDDEN, heads=heads, nb_features=nb_features, kernel=kernel, dropout=dropout)
+    pooling = MultiStrategyPooling(HIDDEN, dropout) if pooling_fallback else MaskedMeanPooling()
+    return HeimdallNet(context, SetAttentionBlock(attention, pooling, HIDDEN, dropout), dropout)
