@@ -1,0 +1,92 @@
+"""The family registry: a family is a task with its data, architectures, loss, metrics and presets.
+
+``sweeper/`` knows families only through :func:`get_family`; adding a family is adding a module
+here that defines ``FAMILY``, its models under ``trainables/models/`` and its YAML search space.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from search_spaces import SearchSpace, family_search_space_path, load_search_space
+from trainables.data import DataSplits
+from trainables.data.tables import Arrays, Schema
+from trainables.errors import UserError
+from trainables.models import architectures, model_hyperparameters
+
+# Hyperparameters the generic trainable consumes itself; every other one goes to the model.
+TRAINING_HYPERPARAMETERS = ("learning_rate", "weight_decay", "batch_size")
+
+_MODULES = {"localization": "trainables.families.localization"}
+
+
+class UnknownFamilyError(UserError):
+    pass
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A sweep size: ``smoke`` (seconds, for tests), ``quick`` (minutes on a laptop), ``default``."""
+
+    trials: int
+    epochs: int
+    data: Mapping[str, Any]  # family-specific data settings, e.g. simulator sizes
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    description: str
+    metric: str  # main metric; the trainable reports it as val_<metric>, promotion as test_<metric>
+    mode: Literal["min", "max"]
+    schema: Schema
+    inputs: tuple[str, ...]  # schema columns passed to the model, in call order
+    presets: Mapping[str, Preset]
+    # (data settings, user Parquet file or None, seed) -> splits
+    load_data: Callable[[Mapping[str, Any], Path | None, int], DataSplits]
+    # training split -> what models must know about the data (sizes, normalisation)
+    model_context: Callable[[Arrays], dict[str, Any]]
+    # (model outputs, batch of tensors) -> scalar loss
+    loss: Callable[[Sequence[torch.Tensor], Mapping[str, torch.Tensor]], torch.Tensor]
+    # (model outputs over a split, that split's arrays) -> metrics without prefix
+    evaluate: Callable[[Sequence[np.ndarray], Arrays], dict[str, float]]
+    # optional non-learned reference: split arrays -> its metrics, reported next to the networks
+    reference: Callable[[Arrays], dict[str, float]] | None = None
+
+    @property
+    def validation_metric(self) -> str:
+        return f"val_{self.metric}"
+
+    def architectures(self) -> tuple[str, ...]:
+        return architectures(self.name)
+
+    def search_space(self, path: Path | None = None) -> SearchSpace:
+        """The family's own search space, or a user's file validated against this family."""
+        return load_search_space(
+            path or family_search_space_path(self.name),
+            self.name,
+            self.architectures(),
+            lambda architecture: model_hyperparameters(self.name, architecture),
+            TRAINING_HYPERPARAMETERS,
+        )
+
+    def worst_value(self) -> float:
+        return float("inf") if self.mode == "min" else float("-inf")
+
+    def is_better(self, value: float, than: float) -> bool:
+        return value < than if self.mode == "min" else value > than
+
+
+def family_names() -> tuple[str, ...]:
+    return tuple(sorted(_MODULES))
+
+
+def get_family(name: str) -> Family:
+    if name not in _MODULES:
+        raise UnknownFamilyError(f"unknown family {name!r}; known: {', '.join(family_names())}")
+    return importlib.import_module(_MODULES[name]).FAMILY

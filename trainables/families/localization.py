@@ -1,0 +1,147 @@
+"""Localization: where is the transmitter, from the captures of 1 to 10 receivers?
+
+Data: simulated RF captures (trainables/data/rf_simulation.py) or a user's Parquet file with
+the columns of SCHEMA. Models: HeimdallNet, HeimdallNetPro. Loss: Gaussian negative
+log-likelihood of the position under the predicted per-axis uncertainty. Main metric: mean
+position error in metres; also P50, P95 and the calibration of the predicted uncertainty.
+Reference: least-squares multilateration, no learning.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from trainables.data import DataSplits, cached, read_user_table, split_random
+from trainables.data.rf_simulation import FEATURE_NAMES, SIMULATOR_VERSION, RFSimulation, simulate
+from trainables.data.tables import Arrays, Column, Schema
+from trainables.errors import ConfigError, DataError
+from trainables.families import Family, Preset
+from trainables.models.multilateration import multilaterate
+
+SCHEMA = Schema(
+    (
+        Column("iq", "float32", ("R", 2, "L"), "complex baseband I and Q per receiver slot"),
+        Column("features", "float32", ("R", len(FEATURE_NAMES)), "measurements: " + ", ".join(FEATURE_NAMES)),
+        Column("positions", "float32", ("R", 3), "receiver x, y, z in metres"),
+        Column("receiver_ids", "int64", ("R",), "receiver site index in [0, R)"),
+        Column("mask", "bool", ("R",), "true where the receiver slot is active"),
+        Column("transmitter_xy", "float32", (2,), "target: transmitter x, y in metres"),
+    )
+)
+
+PRESETS = {
+    "smoke": Preset(trials=3, epochs=2, data={"n_samples": 64, "iq_length": 128, "sample_rate_hz": 5e6}),
+    "quick": Preset(trials=8, epochs=6, data={"n_samples": 1200, "iq_length": 128, "sample_rate_hz": 5e6}),
+    "default": Preset(trials=32, epochs=30, data={"n_samples": 20000, "iq_length": 1024}),
+}
+
+
+def load_data(settings: Mapping[str, Any], path: Path | None, seed: int) -> DataSplits:
+    if path is not None:
+        splits = read_user_table(path, SCHEMA, seed)
+        for arrays in (splits.train, splits.validation, splits.test):
+            _check_receivers(arrays, str(path))
+        return splits
+    simulation = _simulation(settings)
+    key = {"version": SIMULATOR_VERSION, **dataclasses.asdict(simulation)}
+    arrays, cache_path = cached("localization", key, lambda: simulate(simulation), SCHEMA)
+    return split_random(arrays, simulation.seed, f"simulated RF captures ({cache_path.name})")
+
+
+def _simulation(settings: Mapping[str, Any]) -> RFSimulation:
+    fields = {f.name for f in dataclasses.fields(RFSimulation)}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise ConfigError(f"unknown simulator setting {unknown[0]!r}; known: {', '.join(sorted(fields))}")
+    simulation = RFSimulation(**settings)
+    problems = simulation.problems()
+    if problems:
+        raise DataError(f"RF simulator settings: {problems[0]}")
+    return simulation
+
+
+def _check_receivers(arrays: Arrays, source: str) -> None:
+    mask, ids = arrays["mask"], arrays["receiver_ids"]
+    if not mask.any(axis=1).all():
+        raise DataError(f"{source}: column 'mask' has rows with no active receiver; each row needs at least one")
+    active_ids = ids[mask]
+    if (active_ids < 0).any() or (active_ids >= mask.shape[1]).any():
+        raise DataError(f"{source}: column 'receiver_ids' must lie in [0, {mask.shape[1]}) for active receivers")
+
+
+def model_context(train: Arrays) -> dict[str, Any]:
+    mask = train["mask"]
+    features, positions = train["features"][mask], train["positions"][mask]  # (active, F), (active, 3)
+    target = train["transmitter_xy"]
+    center = np.append(target.mean(axis=0), positions[:, 2].mean())
+    return {
+        "max_receivers": int(mask.shape[1]),
+        "feature_mean": features.mean(axis=0).tolist(),
+        "feature_std": np.maximum(features.std(axis=0), 1e-6).tolist(),
+        "position_center": center.tolist(),
+        "position_scale": float(max(target.std(), 1.0)),
+    }
+
+
+def loss(outputs: Sequence[torch.Tensor], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    position, uncertainty = outputs
+    return F.gaussian_nll_loss(position, batch["transmitter_xy"], uncertainty**2)
+
+
+def position_errors(position: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    error = np.linalg.norm(position - target, axis=1)
+    return {
+        "mean_error_m": float(error.mean()),
+        "p50_error_m": float(np.percentile(error, 50)),
+        "p95_error_m": float(np.percentile(error, 95)),
+    }
+
+
+def evaluate(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, float]:
+    """Position errors, and the fraction of per-axis errors within 1 and 2 predicted sigma
+    (0.683 and 0.954 when the uncertainty is calibrated)."""
+    position, uncertainty = outputs
+    standardised = np.abs(position - arrays["transmitter_xy"]) / uncertainty
+    return {
+        **position_errors(position, arrays["transmitter_xy"]),
+        "within_1sigma": float((standardised <= 1).mean()),
+        "within_2sigma": float((standardised <= 2).mean()),
+    }
+
+
+def multilateration_reference(arrays: Arrays) -> dict[str, float]:
+    """Multilateration with the simulator's nominal propagation model (mid-range transmit power)."""
+    nominal = RFSimulation()
+    feature = {name: arrays["features"][..., index] for index, name in enumerate(FEATURE_NAMES)}
+    estimate = multilaterate(
+        arrays["positions"],
+        feature["toa_us"],
+        feature["rssi_dbm"],
+        feature["correlation"],
+        arrays["mask"],
+        tx_power_dbm=float(np.mean(nominal.tx_power_dbm)),
+        reference_loss_db=nominal.reference_loss_db,
+        path_loss_exponent=nominal.path_loss_exponent,
+    )
+    return position_errors(estimate, arrays["transmitter_xy"])
+
+
+FAMILY = Family(
+    name="localization",
+    description="transmitter localization from multi-receiver RF captures (HeimdallNet / HeimdallNetPro)",
+    metric="mean_error_m",
+    mode="min",
+    schema=SCHEMA,
+    inputs=("iq", "features", "positions", "receiver_ids", "mask"),
+    presets=PRESETS,
+    load_data=load_data,
+    model_context=model_context,
+    loss=loss,
+    evaluate=evaluate,
+    reference=multilateration_reference,
+)

@@ -1,0 +1,196 @@
+"""The one training loop, generic over families, and its Ray Tune adapter.
+
+:func:`train` knows nothing about Ray: it takes a ``report(metrics, checkpoint_dir)`` callable
+and an optional checkpoint to resume from, so tests can run it directly. :func:`tune_trainable`
+is the Ray Tune function trainable that wires it to ``tune.report`` and ``tune.get_checkpoint``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainables.data import DataSplits
+from trainables.data.tables import Arrays
+from trainables.families import TRAINING_HYPERPARAMETERS, Family, get_family
+from trainables.models import create_model
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+Report = Callable[[dict[str, Any], "Path | None"], None]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    family: str
+    epochs: int
+    seed: int = 0
+    max_grad_norm: float = 1.0  # gradient clipping
+    plateau_patience: int = 2  # epochs without improvement before the learning rate drops
+    plateau_factor: float = 0.5
+    eval_batch_size: int = 256
+    latency_repeats: int = 30  # batch-1 forward passes timed once per trial
+
+
+def train(
+    config: Mapping[str, Any],
+    data: DataSplits,
+    context: Mapping[str, Any],
+    settings: TrainSettings,
+    report: Report,
+    resume: Mapping[str, Any] | None = None,
+) -> None:
+    """Train ``config`` on ``data.train``, report validation metrics and a checkpoint each epoch.
+
+    ``resume`` is a state from :func:`load_checkpoint`; training continues after its epoch.
+    """
+    family = get_family(settings.family)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    seed = int(config.get("seed", settings.seed))
+    torch.manual_seed(seed)
+    hyper = {k: v for k, v in config.items() if k not in TRAINING_HYPERPARAMETERS and k not in ("architecture", "seed")}
+    model = create_model(family.name, config["architecture"], context, **hyper).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["learning_rate"], weight_decay=config["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=family.mode, factor=settings.plateau_factor, patience=settings.plateau_patience
+    )
+    start_epoch = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        start_epoch = resume["epoch"]
+    constants = {
+        "param_count": sum(p.numel() for p in model.parameters()),
+        **batch1_latency(model, family, data.validation, device, settings.latency_repeats),
+    }
+
+    for epoch in range(start_epoch + 1, settings.epochs + 1):
+        batches = iterate_batches(data.train, family, int(config["batch_size"]), device, seed * 100_003 + epoch)
+        progress = train_epoch(model, family, optimizer, batches, settings.max_grad_norm)
+        metrics = {"epoch": epoch, **progress, "learning_rate": optimizer.param_groups[0]["lr"], **constants}
+        if not math.isfinite(progress["train_loss"]):
+            report({**metrics, family.validation_metric: family.worst_value(), "diverged": 1}, None)
+            logger.warning("trial diverged at epoch %d: non-finite training loss", epoch)
+            return
+        validation = evaluate(model, family, data.validation, settings.eval_batch_size, device)
+        scheduler.step(validation[family.metric])
+        metrics.update({f"val_{name}": value for name, value in validation.items()}, diverged=0)
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch,
+                    "family": family.name,
+                    "config": dict(config),
+                    "context": dict(context),
+                },
+                Path(directory) / CHECKPOINT_FILE,
+            )
+            report(metrics, Path(directory))
+
+
+def load_checkpoint(directory: Path) -> dict[str, Any]:
+    """A checkpoint written by :func:`train`, loaded without unpickling arbitrary objects."""
+    return torch.load(directory / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+
+
+def iterate_batches(
+    arrays: Arrays, family: Family, batch_size: int, device: torch.device, seed: int | None = None
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches of tensors; shuffled when ``seed`` is given, in order otherwise."""
+    rows = len(next(iter(arrays.values())))
+    order = np.random.default_rng(seed).permutation(rows) if seed is not None else np.arange(rows)
+    for start in range(0, rows, batch_size):
+        index = order[start : start + batch_size]
+        yield {name: torch.from_numpy(array[index]).to(device) for name, array in arrays.items()}
+
+
+def train_epoch(
+    model: nn.Module,
+    family: Family,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterator[dict[str, torch.Tensor]],
+    max_grad_norm: float,
+) -> dict[str, float]:
+    """One pass over the batches. Stops at the first non-finite loss; skips non-finite gradients."""
+    model.train()
+    losses, norms, nonfinite = [], [], 0
+    for batch in batches:
+        loss = family.loss(model(*(batch[name] for name in family.inputs)), batch)
+        if not torch.isfinite(loss):
+            return {"train_loss": float("nan"), "grad_norm": float("nan"), "nonfinite_count": nonfinite + 1}
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        if not torch.isfinite(norm):
+            nonfinite += 1
+            continue
+        optimizer.step()
+        losses.append(loss.item())
+        norms.append(norm.item())
+    return {
+        "train_loss": float(np.mean(losses)) if losses else float("nan"),
+        "grad_norm": float(np.mean(norms)) if norms else float("nan"),
+        "nonfinite_count": nonfinite,
+    }
+
+
+@torch.no_grad()
+def predict(model: nn.Module, family: Family, arrays: Arrays, batch_size: int, device: torch.device) -> list[np.ndarray]:
+    """Model outputs over every row of ``arrays``, one array per output."""
+    model.eval()
+    outputs = [model(*(batch[name] for name in family.inputs)) for batch in iterate_batches(arrays, family, batch_size, device)]
+    return [torch.cat(parts).cpu().numpy() for parts in zip(*outputs)]
+
+
+def evaluate(model: nn.Module, family: Family, arrays: Arrays, batch_size: int, device: torch.device) -> dict[str, float]:
+    return family.evaluate(predict(model, family, arrays, batch_size, device), arrays)
+
+
+@torch.no_grad()
+def batch1_latency(model: nn.Module, family: Family, arrays: Arrays, device: torch.device, repeats: int) -> dict[str, float]:
+    """Median and 95th-percentile wall time of a batch-1 forward pass, in milliseconds."""
+    model.eval()
+    sample = next(iterate_batches(arrays, family, 1, device))
+    inputs = [sample[name] for name in family.inputs]
+    timings = []
+    for index in range(repeats + 3):  # three warm-up passes
+        start = time.perf_counter()
+        model(*inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if index >= 3:
+            timings.append((time.perf_counter() - start) * 1000)
+    return {"latency_ms_p50": float(np.percentile(timings, 50)), "latency_ms_p95": float(np.percentile(timings, 95))}
+
+
+def tune_trainable(config: dict[str, Any], *, data: DataSplits, context: dict[str, Any], settings: TrainSettings) -> None:
+    """Ray Tune function trainable: ``data`` arrives from the object store via ``tune.with_parameters``."""
+    import ray
+    from ray import tune
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    torch.set_num_threads(max(1, int(cpus)))
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        tune.report(metrics, checkpoint=checkpoint)
+
+    resume = None
+    restored = tune.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as directory:
+            resume = load_checkpoint(Path(directory))
+    train(config, data, context, settings, report, resume)
