@@ -1,0 +1,74 @@
+"""The ``sweeper`` command. User errors print one line on stderr and exit with code 2."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import NoReturn, Sequence
+
+from trainables.errors import UserError
+from trainables.families import family_names
+
+logger = logging.getLogger("sweeper")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sweeper", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    launch = commands.add_parser("launch", help="run a hyperparameter sweep of one family")
+    launch.add_argument("family", help=f"one of: {', '.join(family_names())}")
+    launch.add_argument("--preset", default="default", help="smoke (seconds), quick (minutes) or default (a serious sweep)")
+    launch.add_argument("--trials", type=int, help="number of trials (default: the preset's)")
+    launch.add_argument("--epochs", type=int, help="maximum epochs per trial (default: the preset's)")
+    launch.add_argument("--name", help="sweep name (default: FAMILY-YYYYmmdd-HHMMSS)")
+    launch.add_argument("--seed", type=int, default=0, help="seed of the sampler, the data and the models")
+    launch.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as resources allow)")
+    launch.add_argument("--cpus-per-trial", type=float, default=1.0)
+    launch.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU, e.g. 0.5")
+    launch.add_argument("--storage", default="ray_results", help="results and checkpoints: a folder, or a path every node shares")
+    launch.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
+    launch.add_argument("--address", help="address of a running Ray cluster (default: start Ray locally)")
+    launch.add_argument("--data", type=Path, help="your own Parquet file in the family's schema")
+    launch.add_argument("--search-space", type=Path, help="your own search-space YAML (default: the family's)")
+    launch.add_argument("--scheduler", default="asha", help="asha (early stopping, default) or fifo")
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.command == "launch":
+            return _launch(args)
+    except UserError as error:
+        print(f"sweeper: error: {error}", file=sys.stderr)
+        return 2
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from sweeper.launch import LaunchOptions, launch
+
+    options = {k: v for k, v in vars(args).items() if k != "command"}
+    summary = launch(LaunchOptions(**options))
+    trials = ", ".join(f"{count} {status}" for status, count in summary.trials_by_status.items())
+    print(f"\nSweep {summary.name}: {trials}")
+    print(
+        f"Best trial {summary.best_trial_id} ({summary.best_config.get('architecture')}): "
+        f"{summary.metric} = {summary.best_value:.4g} at epoch {summary.best_epoch}"
+    )
+    metric = summary.metric.removeprefix("val_")
+    if metric in summary.reference:
+        print(f"Non-learned reference on the validation split: {summary.metric} = {summary.reference[metric]:.4g}")
+    print(f"Config: {summary.best_config}")
+    print(f"Results and checkpoints: {summary.results_path}")
+    print(
+        f"Browse in MLflow: mlflow ui --backend-store-uri {summary.tracking_uri}  "
+        f"(experiment {summary.family!r}, run {summary.name!r})"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    sys.exit(run(argv))

@@ -1,0 +1,173 @@
+"""MLflow records of sweeps, written from the driver only (workers need no MLflow access).
+
+One experiment per family; one parent run per sweep (tag ``sweeper.sweep``); one nested run per
+trial (tags ``sweeper.sweep``, ``sweeper.trial_id``, ``sweeper.architecture``,
+``sweeper.status``), with every hyperparameter as a param and the metrics of every epoch.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlparse
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from ray.tune import Callback
+from ray.tune.result import AUTO_RESULT_KEYS
+
+from trainables.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATABASE = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+SWEEP_TAG, TRIAL_TAG, ARCHITECTURE_TAG = "sweeper.sweep", "sweeper.trial_id", "sweeper.architecture"
+STATUS_TAG, FAMILY_TAG, NODE_TAG, KIND_TAG = "sweeper.status", "sweeper.family", "sweeper.node", "sweeper.kind"
+# Ray's bookkeeping keys are not worth a metric each; total time is.
+SKIPPED_RESULT_KEYS = set(AUTO_RESULT_KEYS) - {"time_total_s"}
+
+
+class TrackingError(UserError):
+    pass
+
+
+def default_tracking_uri(directory: Path | None = None) -> str:
+    return f"sqlite:///{(directory or Path.cwd()).resolve() / DEFAULT_DATABASE}"
+
+
+class SweepTracker:
+    """Writes one family's sweeps to an MLflow tracking store."""
+
+    def __init__(self, tracking_uri: str, family: str) -> None:
+        check_reachable(tracking_uri)
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        self.family = family
+        self._experiment_id: str | None = None
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            experiment = self.client.get_experiment_by_name(self.family)
+            self._experiment_id = (
+                experiment.experiment_id
+                if experiment is not None
+                else self.client.create_experiment(self.family, artifact_location=local_artifact_location(self.tracking_uri))
+            )
+        return self._experiment_id
+
+    def start_sweep(self, name: str, params: Mapping[str, Any]) -> str:
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=name,
+            tags={SWEEP_TAG: name, FAMILY_TAG: self.family, KIND_TAG: "sweep"},
+        )
+        self._log(run.info.run_id, params=params)
+        return run.info.run_id
+
+    def start_trial(self, sweep: str, parent_run_id: str, trial_id: str, config: Mapping[str, Any]) -> str:
+        tags = {
+            MLFLOW_PARENT_RUN_ID: parent_run_id,
+            SWEEP_TAG: sweep,
+            TRIAL_TAG: trial_id,
+            FAMILY_TAG: self.family,
+            KIND_TAG: "trial",
+            ARCHITECTURE_TAG: str(config.get("architecture", "")),
+            STATUS_TAG: "running",
+        }
+        run = self.client.create_run(self.experiment_id, run_name=trial_id, tags=tags)
+        self._log(run.info.run_id, params=config)
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
+        self._log(run_id, metrics=metrics, step=step)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self._log(run_id, tags=tags)
+
+    def finish(self, run_id: str, status: str, mlflow_status: str = "FINISHED") -> None:
+        self.set_tags(run_id, {STATUS_TAG: status})
+        self.client.set_terminated(run_id, mlflow_status)
+
+    def _log(self, run_id: str, params=None, metrics=None, tags=None, step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        metric_entities = [
+            Metric(key, float(value), now, step)
+            for key, value in (metrics or {}).items()
+            if isinstance(value, (int, float)) and math.isfinite(value)
+        ]
+        param_entities = [Param(key, str(value)) for key, value in (params or {}).items()]
+        tag_entities = [RunTag(key, str(value)) for key, value in (tags or {}).items()]
+        for start in range(0, max(len(param_entities), len(metric_entities), len(tag_entities)), 100):
+            self.client.log_batch(
+                run_id,
+                metrics=metric_entities[start : start + 100],
+                params=param_entities[start : start + 100],
+                tags=tag_entities[start : start + 100],
+            )
+
+
+def local_artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts next to a local SQLite file; MLflow would otherwise use ./mlruns of whatever
+    directory the process happens to run in."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme != "sqlite":
+        return None
+    return (Path(parsed.path).parent / DEFAULT_ARTIFACTS).resolve().as_uri()
+
+
+def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, before anything starts, when the tracking store cannot be used."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme in ("http", "https"):
+        try:
+            urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout_s).close()
+        except (urllib.error.URLError, OSError) as error:
+            raise TrackingError(
+                f"MLflow tracking server {tracking_uri} is unreachable ({getattr(error, 'reason', error)}); "
+                "start it or pass another --tracking-uri"
+            ) from None
+    elif parsed.scheme == "sqlite":
+        directory = Path(parsed.path).parent
+        if not directory.is_dir():
+            raise TrackingError(f"the folder of the MLflow database {parsed.path} does not exist; create it or pass another --tracking-uri")
+    elif parsed.scheme not in ("file", "") and "://" not in tracking_uri:
+        raise TrackingError(f"--tracking-uri {tracking_uri!r} is not a URI; use sqlite:///PATH or http://HOST:PORT")
+
+
+class TrialLogger(Callback):
+    """Ray Tune callback: one nested MLflow run per trial, a metric step per reported epoch."""
+
+    def __init__(self, tracker: SweepTracker, sweep: str, parent_run_id: str, epochs: int) -> None:
+        self.tracker, self.sweep, self.parent_run_id, self.epochs = tracker, sweep, parent_run_id, epochs
+        self.runs: dict[str, str] = {}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.trial_id not in self.runs:
+            self.runs[trial.trial_id] = self.tracker.start_trial(self.sweep, self.parent_run_id, trial.trial_id, trial.config)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        run_id = self.runs[trial.trial_id]
+        if result.get("training_iteration") == 1:
+            self.tracker.set_tags(run_id, {NODE_TAG: result.get("node_ip", "unknown")})
+        metrics = {k: v for k, v in result.items() if k not in SKIPPED_RESULT_KEYS and not isinstance(v, bool)}
+        self.tracker.log_metrics(run_id, metrics, step=int(result.get("epoch", result.get("training_iteration", 0))))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.tracker.finish(self.runs[trial.trial_id], trial_status(trial.last_result, self.epochs))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.tracker.finish(self.runs[trial.trial_id], "error", "FAILED")
+
+
+def trial_status(last_result: Mapping[str, Any], epochs: int) -> str:
+    if last_result.get("diverged"):
+        return "diverged"
+    return "completed" if last_result.get("epoch", 0) >= epochs else "early_stopped"
+
