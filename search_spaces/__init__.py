@@ -152,7 +152,10 @@ def parse_search_space(
     parameters: list[Parameter] = []
     for name, spec in raw.items():
         parameters.append(_parse_parameter(str(name), spec, {p.name: p for p in parameters}, fail))
-    _check_architecture(parameters, architectures, fail)
+        if name == "architecture":
+            _check_architecture(parameters[-1], architectures, fail)
+    if "architecture" not in raw:
+        raise fail("parameters.architecture", f"missing; choose among {', '.join(architectures)}")
     _check_names(parameters, hyperparameters, set(training_hyperparameters), fail)
     return SearchSpace(source, family, tuple(parameters))
 
@@ -230,11 +233,7 @@ def _parse_when(key: str, when: Any, earlier: Mapping[str, Parameter], fail) -> 
     return tuple(conditions)
 
 
-def _check_architecture(parameters: list[Parameter], architectures: Sequence[str], fail) -> None:
-    by_name = {p.name: p for p in parameters}
-    if "architecture" not in by_name:
-        raise fail("parameters.architecture", f"missing; choose among {', '.join(architectures)}")
-    architecture = by_name["architecture"]
+def _check_architecture(architecture: Parameter, architectures: Sequence[str], fail) -> None:
     if architecture.type not in ("categorical", "fixed") or architecture.when:
         raise fail("parameters.architecture", "must be an unconditional categorical or fixed parameter")
     for choice in architecture.choices or (architecture.value,):

@@ -22,7 +22,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
-from sweeper.tracking import SweepTracker, TrialLogger, default_tracking_uri, trial_status
+from sweeper.tracking import SweepTracker, TrialLogger, check_reachable, default_tracking_uri, trial_status
 from trainables.data import DataSplits
 from trainables.errors import ConfigError, UserError
 from trainables.families import Family, Preset, get_family
@@ -107,22 +107,24 @@ def plan_sweep(options: LaunchOptions) -> SweepPlan:
     storage = _storage(options.storage)
     if "://" not in storage and (Path(storage) / name).exists():
         raise ConfigError(f"a sweep named {name!r} already exists in {storage}; pass another --name")
+    tracking_uri = options.tracking_uri or default_tracking_uri()
+    check_reachable(tracking_uri)
     return SweepPlan(
         options, family, preset, space, name,
         trials=options.trials or preset.trials,
         epochs=options.epochs or preset.epochs,
         storage=storage,
-        tracking_uri=options.tracking_uri or default_tracking_uri(),
+        tracking_uri=tracking_uri,
     )  # fmt: skip
 
 
 def launch(options: LaunchOptions) -> SweepSummary:
     plan = plan_sweep(options)
-    tracker = SweepTracker(plan.tracking_uri, plan.family.name)
     data = plan.family.load_data(plan.preset.data, options.data, options.seed)
     logger.info("data: %s, %s", data.source, data.sizes())
     reference = plan.family.reference(data.validation) if plan.family.reference else {}
 
+    tracker = SweepTracker(plan.tracking_uri, plan.family.name)  # creates the database if needed
     started_ray = _start_ray(options)
     try:
         if options.address is not None:

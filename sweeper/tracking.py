@@ -45,7 +45,6 @@ class SweepTracker:
     """Writes one family's sweeps to an MLflow tracking store."""
 
     def __init__(self, tracking_uri: str, family: str) -> None:
-        check_reachable(tracking_uri)
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.family = family

@@ -16,10 +16,11 @@ Physics, per sample (one transmission):
     carrier phase; thermal noise kTB with the site's noise figure; then AGC scales each capture
     to unit RMS, as an SDR front end would, so the IQ carries shape and timing but not level.
   * Measurements (per active receiver, all estimated from the simulated capture, not copied
-    from the truth): SNR from the preamble's matched-filter correlation coefficient, RSSI of the
-    preamble window with a 1 dB calibration error, the site's noise floor, the carrier frequency
+    from the truth): SNR of the preamble window against the receiver's known noise floor, RSSI
+    of that window with a 1 dB calibration error, the site's noise floor, the carrier frequency
     offset from the preamble's phase slope, the time of arrival (matched-filter peak with
-    parabolic interpolation), and the correlation coefficient itself.
+    parabolic interpolation), and the matched-filter correlation coefficient (a quality measure:
+    it drops at low SNR and when the peak falls between samples).
 
 Output arrays (R = max_receivers, L = iq_length, padded slots are zero):
   iq (N, R, 2, L) float32, features (N, R, 6) float32 in FEATURE_NAMES order, positions
@@ -200,7 +201,7 @@ def _measure(capture: np.ndarray, noise_dbm: np.ndarray, settings: RFSimulation,
 
     return np.stack(
         [
-            10 * np.log10(coefficient**2 / (1 - coefficient**2) + 1e-6),
+            10 * np.log10(np.maximum(window_power - 1.0, 1e-3)),  # capture units: noise power is 1
             noise_dbm + 10 * np.log10(window_power) + rng.normal(0.0, 1.0, (n, receivers)),
             np.broadcast_to(noise_dbm, (n, receivers)) + rng.normal(0.0, 0.5, (n, receivers)),
             offset_hz,

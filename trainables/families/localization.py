@@ -36,7 +36,7 @@ SCHEMA = Schema(
 
 PRESETS = {
     "smoke": Preset(trials=3, epochs=2, data={"n_samples": 64, "iq_length": 128, "sample_rate_hz": 5e6}),
-    "quick": Preset(trials=8, epochs=6, data={"n_samples": 1200, "iq_length": 128, "sample_rate_hz": 5e6}),
+    "quick": Preset(trials=8, epochs=6, data={"n_samples": 800, "iq_length": 128, "sample_rate_hz": 5e6}),
     "default": Preset(trials=32, epochs=30, data={"n_samples": 20000, "iq_length": 1024}),
 }
 

@@ -1,0 +1,40 @@
+"""User errors: one line on stderr, exit code 2, and nothing started or written."""
+from __future__ import annotations
+
+import pytest
+import ray
+
+from sweeper.cli import run
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad_space.yaml").write_text("family: localization\nparameters:\n  architecture: {type: categorical, choices: []}\n")
+    (tmp_path / "ray_results" / "taken").mkdir(parents=True)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["weather"], "unknown family 'weather'; known: localization"),
+        (["localization", "--preset", "huge"], "unknown preset 'huge'; choose one of smoke, quick, default"),
+        (["localization", "--trials", "0"], "--trials must be positive, got 0"),
+        (["localization", "--cpus-per-trial", "64"], "a trial asks for 64 CPUs and 0 GPUs, but the largest node has"),
+        (["localization", "--scheduler", "hyperband"], "unknown scheduler 'hyperband'"),
+        (["localization", "--search-space", "bad_space.yaml"], "bad_space.yaml: parameters.architecture.choices: expected a non-empty list"),
+        (["localization", "--name", "taken"], "a sweep named 'taken' already exists"),
+        (["localization", "--data", "nowhere.parquet"], "data file nowhere.parquet does not exist"),
+        (["localization", "--tracking-uri", "http://127.0.0.1:9"], "MLflow tracking server http://127.0.0.1:9 is unreachable"),
+        (["localization", "--tracking-uri", "sqlite:////no/such/folder/mlflow.db"], "the folder of the MLflow database"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line_and_start_nothing(workdir, capsys, arguments, message):
+    code = run(["launch", *arguments, "--preset", "smoke"] if "--preset" not in arguments else ["launch", *arguments])
+    error = capsys.readouterr().err.strip()
+    assert code == 2
+    assert error.startswith("sweeper: error: ") and message in error and "\n" not in error
+    assert not ray.is_initialized()
+    assert not (workdir / "mlflow.db").exists() and not (workdir / "mlartifacts").exists()
+    assert [p.name for p in (workdir / "ray_results").iterdir()] == ["taken"]

@@ -1,0 +1,51 @@
+"""A real smoke sweep through the CLI (local Ray, MLflow on SQLite), then MLflow read back."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+TRIALS = 4
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sweep")
+    command = [sys.executable, "-m", "sweeper", "launch", "localization", "--preset", "smoke",
+               "--trials", str(TRIALS), "--name", "smoke-sweep", "--seed", "1"]  # fmt: skip
+    env = {**os.environ, "SWEEPER_CACHE_DIR": str(workdir / "cache")}
+    completed = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return workdir, completed.stdout
+
+
+def test_prints_the_best_trial_and_where_to_look(sweep):
+    workdir, stdout = sweep
+    assert "Best trial" in stdout and "val_mean_error_m" in stdout
+    assert f"mlflow ui --backend-store-uri sqlite:///{workdir}/mlflow.db" in stdout
+    assert (workdir / "ray_results" / "smoke-sweep").is_dir()
+
+
+def test_mlflow_has_one_parent_and_one_nested_run_per_trial(sweep):
+    workdir, _ = sweep
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    experiment = client.get_experiment_by_name("localization")
+    runs = client.search_runs([experiment.experiment_id], "tags.`sweeper.sweep` = 'smoke-sweep'")
+    parents = [r for r in runs if r.data.tags["sweeper.kind"] == "sweep"]
+    trials = [r for r in runs if r.data.tags["sweeper.kind"] == "trial"]
+    assert len(parents) == 1 and len(trials) == TRIALS
+    parent = parents[0]
+    assert parent.info.run_name == "smoke-sweep" and parent.info.status == "FINISHED"
+    assert parent.data.params["preset"] == "smoke" and "best_val_mean_error_m" in parent.data.metrics
+    assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
+    assert {t.data.tags["sweeper.architecture"] for t in trials} == {"heimdall_net", "heimdall_net_pro"}
+    for trial in trials:
+        assert trial.info.status == "FINISHED" and trial.data.tags["sweeper.status"] in ("completed", "early_stopped")
+        assert {"architecture", "learning_rate", "batch_size"} <= set(trial.data.params)
+        history = client.get_metric_history(trial.info.run_id, "val_mean_error_m")
+        assert sorted(m.step for m in history) == list(range(1, len(history) + 1))
+        assert "train_loss" in trial.data.metrics and "latency_ms_p50" in trial.data.metrics

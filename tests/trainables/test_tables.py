@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from trainables.data import read_user_table, split_random
+from trainables.data.tables import read_table, write_table
+from trainables.errors import DataError
+from trainables.families.localization import SCHEMA
+
+
+def test_round_trip(tmp_path, rf_arrays):
+    path = tmp_path / "data.parquet"
+    write_table(rf_arrays, path)
+    back = read_table(path, SCHEMA)
+    assert all(np.array_equal(back[name], rf_arrays[name]) for name in rf_arrays)
+    assert not list(tmp_path.glob(".*tmp")), "the temporary file must be renamed into place"
+
+
+def test_plain_nested_lists_are_accepted(tmp_path, rf_arrays):
+    table = pa.table({name: pa.array(array.tolist()) for name, array in rf_arrays.items()})
+    pq.write_table(table, tmp_path / "lists.parquet")
+    back = read_table(tmp_path / "lists.parquet", SCHEMA)
+    np.testing.assert_allclose(back["iq"], rf_arrays["iq"])
+    assert back["mask"].dtype == bool
+
+
+def broken(rf_arrays, **changes):
+    arrays = dict(rf_arrays)
+    for name, value in changes.items():
+        if value is None:
+            del arrays[name]
+        else:
+            arrays[name] = value
+    return arrays
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: broken(a, features=None), "missing column 'features'"),
+        (lambda a: broken(a, positions=a["positions"][..., :2]), "column 'positions' has rows of shape [10, 2], expected ['R', 3]"),
+        (lambda a: broken(a, iq=a["iq"][:, :5]), "with R=5 as in the other columns"),
+        (lambda a: broken(a, receiver_ids=a["receiver_ids"].astype(np.float64)), "column 'receiver_ids' has dtype float64, expected int64"),
+        (lambda a: broken(a, features=np.where(np.arange(6) == 2, np.nan, a["features"]).astype(np.float32)), "NaN or infinite values in 24 rows"),
+    ],
+)
+def test_bad_tables_are_refused_naming_the_problem(tmp_path, rf_arrays, change, message):
+    path = tmp_path / "bad.parquet"
+    write_table(change(rf_arrays), path)
+    with pytest.raises(DataError) as error:
+        read_table(path, SCHEMA)
+    assert message in str(error.value) and str(path) in str(error.value)
+
+
+def test_empty_table_is_refused(tmp_path, rf_arrays):
+    table = pa.table({name: pa.array(array.tolist()) for name, array in rf_arrays.items()}).slice(0, 0)
+    pq.write_table(table, tmp_path / "empty.parquet")
+    with pytest.raises(DataError, match="has no rows"):
+        read_table(tmp_path / "empty.parquet", SCHEMA)
+
+
+def test_truncated_and_missing_files(tmp_path, rf_arrays):
+    path = tmp_path / "data.parquet"
+    write_table(rf_arrays, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        read_table(path, SCHEMA)
+    with pytest.raises(DataError, match="does not exist"):
+        read_table(tmp_path / "nowhere.parquet", SCHEMA)
+
+
+def test_split_column_is_honoured(tmp_path, rf_arrays):
+    rows = len(rf_arrays["mask"])
+    labels = np.array(["train", "validation", "test"] * (rows // 3))
+    table = pa.table({**{n: pa.array(a.tolist()) for n, a in rf_arrays.items()}, "split": labels})
+    pq.write_table(table, tmp_path / "split.parquet")
+    splits = read_user_table(tmp_path / "split.parquet", SCHEMA, seed=0)
+    assert splits.sizes() == {"train": rows // 3, "validation": rows // 3, "test": rows // 3}
+    np.testing.assert_array_equal(splits.validation["transmitter_xy"], rf_arrays["transmitter_xy"][1::3])
+
+
+def test_random_split_is_seeded_and_disjoint(rf_arrays):
+    first, again = split_random(rf_arrays, 1, "x"), split_random(rf_arrays, 1, "x")
+    np.testing.assert_array_equal(first.test["transmitter_xy"], again.test["transmitter_xy"])
+    seen = np.concatenate([s["transmitter_xy"] for s in (first.train, first.validation, first.test)])
+    assert len(np.unique(seen, axis=0)) == len(rf_arrays["transmitter_xy"])
+    assert first.without_test().test is None

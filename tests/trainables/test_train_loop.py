@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from trainables.data import split_random
+from trainables.families import get_family
+from trainables.train_loop import TrainSettings, load_checkpoint, train
+
+FAMILY = get_family("localization")
+CONFIG = {"architecture": "heimdall_net", "dropout": 0.1, "learning_rate": 1e-3, "weight_decay": 1e-4, "batch_size": 8}
+SETTINGS = TrainSettings(family="localization", epochs=2, latency_repeats=3)
+
+
+@pytest.fixture(scope="module")
+def splits(rf_arrays):
+    return split_random(rf_arrays, 0, "test data").without_test()
+
+
+class Recorder:
+    """A report callable that keeps every report and the checkpoint state of each epoch."""
+
+    def __init__(self) -> None:
+        self.reports, self.states = [], []
+
+    def __call__(self, metrics, checkpoint_dir) -> None:
+        self.reports.append(metrics)
+        self.states.append(load_checkpoint(checkpoint_dir) if checkpoint_dir else None)
+
+
+def test_reports_every_epoch_with_metrics_and_a_checkpoint(splits):
+    recorder = Recorder()
+    train(CONFIG, splits, FAMILY.model_context(splits.train), SETTINGS, recorder)
+    assert [r["epoch"] for r in recorder.reports] == [1, 2]
+    expected = {"train_loss", "grad_norm", "learning_rate", "nonfinite_count", "param_count", "latency_ms_p50",
+                "latency_ms_p95", "val_mean_error_m", "val_p50_error_m", "val_p95_error_m", "diverged"}  # fmt: skip
+    for report in recorder.reports:
+        assert expected <= set(report) and report["diverged"] == 0
+        assert all(math.isfinite(v) for v in report.values())
+    assert recorder.states[-1]["epoch"] == 2 and recorder.states[-1]["config"] == CONFIG
+
+
+def test_resumes_after_the_checkpointed_epoch(splits):
+    context = FAMILY.model_context(splits.train)
+    first = Recorder()
+    train(CONFIG, splits, context, TrainSettings("localization", epochs=1, latency_repeats=3), first)
+    resumed = Recorder()
+    train(CONFIG, splits, context, SETTINGS, resumed, resume=first.states[0])
+    assert [r["epoch"] for r in resumed.reports] == [2]
+
+
+def test_non_finite_loss_ends_the_trial_as_diverged(splits):
+    recorder = Recorder()
+    train({**CONFIG, "learning_rate": 1e30}, splits, FAMILY.model_context(splits.train), SETTINGS, recorder)
+    last = recorder.reports[-1]
+    assert last["diverged"] == 1 and last["val_mean_error_m"] == math.inf
+    assert recorder.states[-1] is None, "a diverged epoch leaves no checkpoint"
