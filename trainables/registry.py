@@ -1,7 +1,9 @@
 """A name -> factory registry with a decorator, in the spirit of timm's model registry."""
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 Factory = TypeVar("Factory", bound=Callable[..., Any])
@@ -45,3 +47,9 @@ class Registry(Generic[Factory]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._entries))
+
+
+def import_submodules(package: str) -> None:
+    """Import every module of ``package``, so the ones that register entries on import are found."""
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        importlib.import_module(f"{package}.{module.name}")

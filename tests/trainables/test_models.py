@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tests.conftest import TINY_CONTEXT
-from trainables.attention import PERFORMER_KERNELS
+from trainables.attention.performer import KERNELS as PERFORMER_KERNELS
 from trainables.models import architectures, create_model, UnknownNameError
 
 FAMILY = "localization"

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from trainables.data import read_user_table, split_random
+from trainables.data import read_user_table, split_by_group, split_random
 from trainables.data.tables import read_table, write_table
 from trainables.errors import DataError
 from trainables.families.localization import SCHEMA
@@ -88,3 +88,11 @@ def test_random_split_is_seeded_and_disjoint(rf_arrays):
     seen = np.concatenate([s["transmitter_xy"] for s in (first.train, first.validation, first.test)])
     assert len(np.unique(seen, axis=0)) == len(rf_arrays["transmitter_xy"])
     assert first.without_test().test is None
+
+
+def test_group_split_keeps_each_group_in_one_split(rf_arrays):
+    groups = np.arange(len(rf_arrays["mask"])) % 7
+    splits = split_by_group({**rf_arrays, "group": groups}, groups, seed=2, source="x")
+    seen = [set(s["group"].tolist()) for s in (splits.train, splits.validation, splits.test)]
+    assert all(a.isdisjoint(b) for a, b in [(seen[0], seen[1]), (seen[0], seen[2]), (seen[1], seen[2])])
+    assert set().union(*seen) == set(range(7)) and all(seen)

@@ -22,6 +22,9 @@ from performer_pytorch.performer_pytorch import (
 )
 from torch import nn
 
+from trainables.attention import register_attention
+from trainables.attention.softmax import MultiHeadProjections
+
 KERNELS = ("relu", "elu", "softmax")
 
 
@@ -54,18 +57,14 @@ class PerformerAttention(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
         if kernel not in KERNELS:
             raise ValueError(f"unknown Performer kernel {kernel!r}; known: {', '.join(KERNELS)}")
-        self.heads, self.kernel = heads, kernel
-        head_dim = dim // heads
-        self.to_qkv = nn.Linear(dim, 3 * dim)
-        self.to_out = nn.Linear(dim, dim)
+        self.projections = MultiHeadProjections(dim, heads)
+        self.kernel = kernel
         self.dropout = nn.Dropout(dropout)
         self.kernel_fn = EluPlusOne() if kernel == "elu" else nn.ReLU()
         # A buffer, not a parameter: saved with the weights so a reloaded model is identical.
-        self.register_buffer("projection", gaussian_orthogonal_random_matrix(nb_features, head_dim))
+        self.register_buffer("projection", gaussian_orthogonal_random_matrix(nb_features, dim // heads))
 
     def features(self, x: torch.Tensor, is_query: bool, mask: torch.Tensor | None) -> torch.Tensor:
         if self.kernel == "softmax":
@@ -75,13 +74,15 @@ class PerformerAttention(nn.Module):
         return generalized_kernel(x, projection_matrix=self.projection, kernel_fn=self.kernel_fn)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        batch, tokens, dim = x.shape
-        qkv = self.to_qkv(x).view(batch, tokens, 3, self.heads, dim // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, h, N, d)
+        q, k, v = self.projections.split(x)  # each (B, h, N, d)
         q_features = self.features(q, is_query=True, mask=mask)  # (B, h, N, m)
         k_features = self.features(k, is_query=False, mask=mask)
         if mask is not None:
             k_features = k_features * mask[:, None, :, None]
         out = linear_attention(q_features, k_features, v)  # (B, h, N, d)
-        out = out.transpose(1, 2).reshape(batch, tokens, dim)
-        return self.dropout(self.to_out(out))
+        return self.dropout(self.projections.merge(out))
+
+
+@register_attention("performer")
+def performer(dim: int, *, heads: int = 8, nb_features: int = 64, kernel: str = "relu", dropout: float = 0.0) -> PerformerAttention:
+    return PerformerAttention(dim, heads=heads, nb_features=nb_features, kernel=kernel, dropout=dropout)

@@ -65,10 +65,20 @@ def split_random(arrays: Arrays, seed: int, source: str) -> DataSplits:
     if rows < len(SPLITS):
         raise DataError(f"{source}: {rows} rows cannot be split into {', '.join(SPLITS)}; give at least 3")
     order = np.random.default_rng(seed).permutation(rows)
-    cuts = np.maximum(np.round(np.cumsum(SPLIT_FRACTIONS)[:-1] * rows).astype(int), [1, 2])
-    cuts = np.minimum(cuts, [rows - 2, rows - 1])
-    train, validation, test = np.split(order, cuts)
-    return _take(arrays, train, validation, test, source)
+    return _take(arrays, *np.split(order, _cuts(rows)), source)
+
+
+def split_by_group(arrays: Arrays, groups: np.ndarray, seed: int, source: str) -> DataSplits:
+    """Seeded split that keeps each group (a subject, a source document) within one split.
+
+    Whole groups are assigned by SPLIT_FRACTIONS of the groups, so no group leaks from the
+    training data into validation or test.
+    """
+    names = np.unique(groups)
+    if len(names) < len(SPLITS):
+        raise DataError(f"{source}: {len(names)} groups cannot be split into {', '.join(SPLITS)}; give at least 3")
+    assigned = np.split(np.random.default_rng(seed).permutation(names), _cuts(len(names)))
+    return _take(arrays, *(np.flatnonzero(np.isin(groups, members)) for members in assigned), source)
 
 
 def split_by_column(arrays: Arrays, labels: np.ndarray, source: str) -> DataSplits:
@@ -91,6 +101,12 @@ def read_user_table(path: Path, schema: Schema, seed: int) -> DataSplits:
     if labels is not None:
         return split_by_column(arrays, labels, str(path))
     return split_random(arrays, seed, str(path))
+
+
+def _cuts(count: int) -> np.ndarray:
+    """Where to cut ``count`` shuffled items into SPLIT_FRACTIONS, each split keeping at least one."""
+    cuts = np.round(np.cumsum(SPLIT_FRACTIONS)[:-1] * count).astype(int)
+    return np.clip(cuts, [1, 2], [count - 2, count - 1])
 
 
 def _take(arrays: Arrays, train: np.ndarray, validation: np.ndarray, test: np.ndarray, source: str) -> DataSplits:

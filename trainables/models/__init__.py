@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 
 from torch import nn
 
-from trainables.registry import Registry, UnknownNameError
+from trainables.registry import Registry, UnknownNameError, import_submodules
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -44,8 +44,7 @@ def create_model(
 
 
 def _import_model_modules() -> None:
-    # Registration happens on import; importing here keeps `create_model` the one door.
-    from trainables.models import localization  # noqa: F401
+    import_submodules(__name__)  # registration happens on import; this keeps `create_model` the one door
 
 
 __all__ = [

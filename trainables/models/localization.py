@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainables.attention import PerformerAttention
+from trainables.attention import create_attention
 from trainables.models import register_model
 
 FAMILY = "localization"
@@ -260,6 +260,6 @@ def heimdall_net_pro(
     pooling_fallback: bool = True,
 ) -> HeimdallNet:
     """HeimdallNetPro: Performer self-attention between receivers before the pooling."""
-    attention = PerformerAttention(HIDDEN, heads=heads, nb_features=nb_features, kernel=kernel, dropout=dropout)
+    attention = create_attention("performer", HIDDEN, heads=heads, nb_features=nb_features, kernel=kernel, dropout=dropout)
     pooling = MultiStrategyPooling(HIDDEN, dropout) if pooling_fallback else MaskedMeanPooling()
     return HeimdallNet(context, SetAttentionBlock(attention, pooling, HIDDEN, dropout), dropout)

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainables.attention import PERFORMER_KERNELS, PerformerAttention
+from trainables.attention.performer import KERNELS as PERFORMER_KERNELS
+from trainables.attention.performer import PerformerAttention
 
 
 @pytest.mark.parametrize("kernel", PERFORMER_KERNELS)
@@ -20,8 +21,8 @@ def test_softmax_kernel_approximates_exact_attention():
     torch.manual_seed(0)
     attention = PerformerAttention(16, heads=1, nb_features=4096, kernel="softmax").eval()
     x = 0.5 * torch.randn(1, 8, 16)
-    q, k, v = attention.to_qkv(x).chunk(3, dim=-1)
-    exact = attention.to_out(torch.softmax(q @ k.transpose(1, 2) / 16**0.5, dim=-1) @ v)
+    q, k, v = attention.projections.to_qkv(x).chunk(3, dim=-1)
+    exact = attention.projections.to_out(torch.softmax(q @ k.transpose(1, 2) / 16**0.5, dim=-1) @ v)
     torch.testing.assert_close(attention(x), exact, atol=0.05, rtol=0.05)
 
 
