@@ -96,6 +96,20 @@ class SearchSpace:
     def names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.parameters)
 
+    def distributions(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Optuna distributions of the sampled (not fixed) parameters that apply to ``config``."""
+        return {p.name: _distribution(p) for p in self.parameters if p.type != "fixed" and p.applies(config) and p.name in config}
+
+
+def _distribution(parameter: Parameter) -> Any:
+    import optuna
+
+    if parameter.type == "categorical":
+        return optuna.distributions.CategoricalDistribution(list(parameter.choices))
+    if parameter.type == "int":
+        return optuna.distributions.IntDistribution(int(parameter.low), int(parameter.high), log=parameter.log, step=int(parameter.step or 1))
+    return optuna.distributions.FloatDistribution(parameter.low, parameter.high, log=parameter.log, step=parameter.step)
+
 
 def _suggest(trial: Any, parameter: Parameter) -> Any:
     if parameter.type == "categorical":
@@ -117,14 +131,17 @@ def load_search_space(
     training_hyperparameters: Iterable[str],
 ) -> SearchSpace:
     """Read and validate ``path`` for ``family``; raise SearchSpaceError naming what is wrong."""
-    source = str(path)
+    document = read_yaml(path, "search space")
+    return parse_search_space(document, str(path), family, architectures, hyperparameters, training_hyperparameters)
+
+
+def read_yaml(path: Path, what: str) -> Any:
     try:
-        document = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except OSError as error:
-        raise SearchSpaceError(f"cannot read search space {source}: {error.strerror}; check the path") from None
+        raise SearchSpaceError(f"cannot read {what} {path}: {error.strerror}; check the path") from None
     except yaml.YAMLError as error:
-        raise SearchSpaceError(f"{source} is not valid YAML: {' '.join(str(error).split())}") from None
-    return parse_search_space(document, source, family, architectures, hyperparameters, training_hyperparameters)
+        raise SearchSpaceError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
 
 
 def parse_search_space(

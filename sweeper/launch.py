@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import optuna
 import ray
 import torch
@@ -22,7 +22,9 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
-from sweeper.tracking import SweepTracker, TrialLogger, check_reachable, default_tracking_uri, trial_status
+from sweeper.summary import write_summary
+from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, rank_trials, resolve_storage, save_record, summarise_trials
+from sweeper.tracking import SweepTracker, TrialLogger, check_reachable, default_tracking_uri
 from trainables.data import DataSplits
 from trainables.errors import ConfigError, UserError
 from trainables.families import Family, Preset, get_family
@@ -48,7 +50,7 @@ class LaunchOptions:
     max_concurrent: int | None = None  # default: as many as the resources allow
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
-    storage: str = "ray_results"
+    storage: str = DEFAULT_STORAGE
     tracking_uri: str | None = None  # default: sqlite:///./mlflow.db
     address: str | None = None  # an existing Ray cluster; default: start Ray locally
     data: Path | None = None  # the user's Parquet file instead of the family's generator
@@ -104,7 +106,7 @@ def plan_sweep(options: LaunchOptions) -> SweepPlan:
         check_fits(options.cpus_per_trial, options.gpus_per_trial, [local_resources()])
     space = family.search_space(options.search_space)
     name = options.name or f"{family.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    storage = _storage(options.storage)
+    storage = resolve_storage(options.storage)
     if "://" not in storage and (Path(storage) / name).exists():
         raise ConfigError(f"a sweep named {name!r} already exists in {storage}; pass another --name")
     tracking_uri = options.tracking_uri or default_tracking_uri()
@@ -131,8 +133,10 @@ def launch(options: LaunchOptions) -> SweepSummary:
             check_fits(options.cpus_per_trial, options.gpus_per_trial, cluster_nodes())
         parent_run_id = tracker.start_sweep(plan.name, _sweep_params(plan, data))
         tracker.log_metrics(parent_run_id, {f"reference_val_{k}": v for k, v in reference.items()}, step=0)
-        results = _tuner(plan, data, tracker, parent_run_id).fit()
-        return _summarise(plan, results, tracker, parent_run_id, reference)
+        record = _record(plan, parent_run_id)
+        save_record(record)
+        _tuner(plan, data, tracker, parent_run_id).fit()
+        return _summarise(plan, record, tracker, reference)
     finally:
         if started_ray:
             ray.shutdown()
@@ -185,45 +189,65 @@ def trial_name(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _summarise(plan: SweepPlan, results: tune.ResultGrid, tracker: SweepTracker, parent_run_id: str, reference) -> SweepSummary:
+def _record(plan: SweepPlan, parent_run_id: str) -> SweepRecord:
+    options = plan.options
+    return SweepRecord(
+        name=plan.name,
+        family=plan.family.name,
+        preset=options.preset,
+        seed=options.seed,
+        trials=plan.trials,
+        epochs=plan.epochs,
+        storage=plan.storage,
+        tracking_uri=plan.tracking_uri,
+        parent_run_id=parent_run_id,
+        data_settings=dict(plan.preset.data),
+        data_file=str(options.data.resolve()) if options.data else None,
+        search_space=plan.space.source,
+        cpus_per_trial=options.cpus_per_trial,
+        gpus_per_trial=options.gpus_per_trial,
+        options={k: str(v) for k, v in asdict(options).items() if v is not None},
+    )
+
+
+def _summarise(plan: SweepPlan, record: SweepRecord, tracker: SweepTracker, reference: Mapping[str, float]) -> SweepSummary:
+    """Read the finished sweep back from storage (as any later command will), log its summary."""
     family = plan.family
-    statuses = [("error" if r.error else trial_status(r.metrics or {}, plan.epochs)) for r in results]
+    trials = summarise_trials(record, family.validation_metric, family.mode)
+    statuses = [trial.status for trial in trials]
     by_status = {status: statuses.count(status) for status in sorted(set(statuses))}
-    candidates = [
-        (r, r.metrics_dataframe) for r, status in zip(results, statuses) if status not in ("error", "diverged") and r.metrics_dataframe is not None
-    ]
-    if not candidates:
-        tracker.finish(parent_run_id, "failed", "FAILED")
+    with tempfile.TemporaryDirectory() as directory:
+        write_summary(trials, plan.space, family.validation_metric, family.mode, Path(directory))
+        tracker.client.log_artifacts(record.parent_run_id, directory, "summary")
+    ranked = rank_trials(trials, family.mode)
+    tracker.set_tags(record.parent_run_id, {f"sweeper.trials_{k}": v for k, v in by_status.items()})
+    if not ranked:
+        tracker.finish(record.parent_run_id, "failed", "FAILED")
         if by_status.get("diverged") == len(statuses):
             raise AllTrialsDivergedError(
                 f"every trial of sweep {plan.name!r} diverged ({len(statuses)} of {len(statuses)}); "
                 "narrow the learning_rate range of the search space"
             )
         raise RuntimeError(f"no trial of sweep {plan.name!r} finished: {by_status}")
-    pick = np.argmin if family.mode == "min" else np.argmax
-    best_values = [frame[family.validation_metric].to_numpy() for _, frame in candidates]
-    winner = int(pick([values[pick(values)] for values in best_values]))
-    best, frame = candidates[winner]
-    best_row = frame.iloc[int(pick(best_values[winner]))]
-    summary = SweepSummary(
+    best = ranked[0]
+    tracker.log_metrics(record.parent_run_id, {f"best_{family.validation_metric}": best.best_value}, step=0)
+    tracker.set_tags(record.parent_run_id, {"sweeper.best_trial_id": best.trial_id})
+    tracker.finish(record.parent_run_id, "completed")
+    return SweepSummary(
         name=plan.name,
         family=family.name,
         metric=family.validation_metric,
         mode=family.mode,
-        results_path=os.path.join(plan.storage, plan.name),
+        results_path=record.path,
         tracking_uri=plan.tracking_uri,
-        parent_run_id=parent_run_id,
+        parent_run_id=record.parent_run_id,
         trials_by_status=by_status,
-        best_trial_id=str(best.metrics["trial_id"]),
-        best_value=float(best_row[family.validation_metric]),
-        best_config=dict(best.config),
-        best_epoch=int(best_row["epoch"]),
+        best_trial_id=best.trial_id,
+        best_value=best.best_value,
+        best_config=best.config,
+        best_epoch=best.best_epoch,
         reference=dict(reference),
     )
-    tracker.log_metrics(parent_run_id, {f"best_{family.validation_metric}": summary.best_value}, step=0)
-    tracker.set_tags(parent_run_id, {"sweeper.best_trial_id": summary.best_trial_id, **{f"sweeper.trials_{k}": v for k, v in by_status.items()}})
-    tracker.finish(parent_run_id, "completed")
-    return summary
 
 
 def _start_ray(options: LaunchOptions) -> bool:
@@ -269,12 +293,6 @@ def _check_positive(**values: float | None) -> None:
     for name, value in values.items():
         if value is not None and value <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
-
-
-def _storage(storage: str) -> str:
-    if "://" in storage:
-        return storage
-    return str(Path(storage).expanduser().resolve())
 
 
 def _sweep_params(plan: SweepPlan, data: DataSplits) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
+from sweeper.sweeps import trial_status
 from trainables.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -84,8 +85,8 @@ class SweepTracker:
         self._log(run.info.run_id, params=config)
         return run.info.run_id
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
-        self._log(run_id, metrics=metrics, step=step)
+    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int, tags: Mapping[str, Any] | None = None) -> None:
+        self._log(run_id, metrics=metrics, tags=tags, step=step)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self._log(run_id, tags=tags)
@@ -152,21 +153,13 @@ class TrialLogger(Callback):
             self.runs[trial.trial_id] = self.tracker.start_trial(self.sweep, self.parent_run_id, trial.trial_id, trial.config)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        run_id = self.runs[trial.trial_id]
-        if result.get("training_iteration") == 1:
-            self.tracker.set_tags(run_id, {NODE_TAG: result.get("node_ip", "unknown")})
-        metrics = {k: v for k, v in result.items() if k not in SKIPPED_RESULT_KEYS and not isinstance(v, bool)}
-        self.tracker.log_metrics(run_id, metrics, step=int(result.get("epoch", result.get("training_iteration", 0))))
+        metrics = {k: v for k, v in result.items() if k not in SKIPPED_RESULT_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        # The node on every result: a retried trial may continue on another node.
+        self.tracker.log_metrics(self.runs[trial.trial_id], metrics, step, tags={NODE_TAG: result.get("node", "unknown")})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.tracker.finish(self.runs[trial.trial_id], trial_status(trial.last_result, self.epochs))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.tracker.finish(self.runs[trial.trial_id], "error", "FAILED")
-
-
-def trial_status(last_result: Mapping[str, Any], epochs: int) -> str:
-    if last_result.get("diverged"):
-        return "diverged"
-    return "completed" if last_result.get("epoch", 0) >= epochs else "early_stopped"
-

@@ -1,13 +1,15 @@
 """The one training loop, generic over families, and its Ray Tune adapter.
 
-:func:`train` knows nothing about Ray: it takes a ``report(metrics, checkpoint_dir)`` callable
-and an optional checkpoint to resume from, so tests can run it directly. :func:`tune_trainable`
-is the Ray Tune function trainable that wires it to ``tune.report`` and ``tune.get_checkpoint``.
+:func:`train` knows nothing about Ray: it takes a ``report(metrics, state)`` callable and an
+optional state to resume from, so tests and the promotion step can run it directly.
+:func:`tune_trainable` is the Ray Tune function trainable that wires it to ``tune.report`` and
+``tune.get_checkpoint``, writing each epoch's state as a checkpoint.
 """
 from __future__ import annotations
 
 import logging
 import math
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,7 +28,8 @@ from trainables.models import create_model
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
-Report = Callable[[dict[str, Any], "Path | None"], None]
+# (metrics, state): the state is a checkpoint (model, optimizer, ... see train), None if diverged.
+Report = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
 
 
 @dataclass(frozen=True)
@@ -51,15 +54,15 @@ def train(
 ) -> None:
     """Train ``config`` on ``data.train``, report validation metrics and a checkpoint each epoch.
 
-    ``resume`` is a state from :func:`load_checkpoint`; training continues after its epoch.
+    ``resume`` is a state reported earlier (see :func:`load_checkpoint`); training continues
+    after its epoch.
     """
     family = get_family(settings.family)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     seed = int(config.get("seed", settings.seed))
     torch.manual_seed(seed)
-    hyper = {k: v for k, v in config.items() if k not in TRAINING_HYPERPARAMETERS and k not in ("architecture", "seed")}
-    model = create_model(family.name, config["architecture"], context, **hyper).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["learning_rate"], weight_decay=config["weight_decay"])
+    model = build_model(family, config, context).to(device)
+    optimizer = _optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode=family.mode, factor=settings.plateau_factor, patience=settings.plateau_patience
     )
@@ -85,20 +88,95 @@ def train(
         validation = evaluate(model, family, data.validation, settings.eval_batch_size, device)
         scheduler.step(validation[family.metric])
         metrics.update({f"val_{name}": value for name, value in validation.items()}, diverged=0)
-        with tempfile.TemporaryDirectory() as directory:
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "family": family.name,
-                    "config": dict(config),
-                    "context": dict(context),
-                },
-                Path(directory) / CHECKPOINT_FILE,
-            )
-            report(metrics, Path(directory))
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "family": family.name,
+            "config": dict(config),
+            "context": dict(context),
+        }
+        report(metrics, state)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_model(family: Family, config: Mapping[str, Any], context: Mapping[str, Any]) -> nn.Module:
+    """The model a trial config describes: every key but the training settings is a hyperparameter."""
+    hyper = {k: v for k, v in config.items() if k not in TRAINING_HYPERPARAMETERS and k not in ("architecture", "seed")}
+    return create_model(family.name, config["architecture"], context, **hyper)
+
+
+def _optimizer(model: nn.Module, config: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=config["learning_rate"], weight_decay=config["weight_decay"])
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """One from-scratch training run of a config, judged on the test split at its best epoch."""
+
+    seed: int
+    history: list[dict[str, Any]]  # every epoch's report
+    best_epoch: int | None  # by the validation metric; None if no epoch finished
+    validation: dict[str, float]  # metrics at the best epoch, without prefix
+    test: dict[str, float]
+    test_outputs: list[np.ndarray]  # model outputs over the test split, one array per output
+    diverged: bool
+    nonfinite_count: int  # non-finite losses and gradients over all epochs
+    state: dict[str, Any] | None  # model weights at the best epoch
+
+
+def retrain_and_test(
+    config: Mapping[str, Any], data: DataSplits, context: Mapping[str, Any], settings: TrainSettings, seed: int
+) -> RetrainResult:
+    """Train ``config`` from scratch with ``seed``, keep the best validation epoch, test it."""
+    family = get_family(settings.family)
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}
+
+    def keep_best(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        history.append(metrics)
+        value = metrics[family.validation_metric]
+        if state is not None and (not best or family.is_better(value, best["value"])):
+            best.update(value=value, epoch=metrics["epoch"], state=state["model"], metrics=metrics)
+
+    train({**config, "seed": seed}, data, context, settings, keep_best)
+    diverged = bool(history and history[-1].get("diverged"))
+    nonfinite = int(sum(report.get("nonfinite_count", 0) for report in history))
+    if not best:
+        return RetrainResult(seed, history, None, {}, {}, [], diverged, nonfinite, None)
+    model = build_model(family, config, context).to(default_device())
+    model.load_state_dict(best["state"])
+    outputs = predict(model, family, data.test, settings.eval_batch_size, default_device())
+    validation = {k.removeprefix("val_"): v for k, v in best["metrics"].items() if k.startswith("val_")}
+    return RetrainResult(
+        seed, history, best["epoch"], validation, family.evaluate(outputs, data.test), outputs, diverged, nonfinite, best["state"]
+    )
+
+
+def stability_probe(
+    config: Mapping[str, Any], data: DataSplits, context: Mapping[str, Any], settings: TrainSettings,
+    batch_sizes: tuple[int, ...], steps: int,
+) -> dict[int, bool]:  # fmt: skip
+    """A few training steps at each batch size: True where every loss and gradient stayed finite.
+
+    Rows are drawn with replacement, so batch sizes larger than the training split work too.
+    """
+    family = get_family(settings.family)
+    rows = len(next(iter(data.train.values())))
+    finite = {}
+    for batch_size in batch_sizes:
+        torch.manual_seed(settings.seed)
+        model = build_model(family, config, context).to(default_device())
+        index = np.random.default_rng(settings.seed).integers(0, rows, batch_size * steps)
+        sample = {name: array[index] for name, array in data.train.items()}
+        batches = iterate_batches(sample, family, batch_size, default_device())
+        progress = train_epoch(model, family, _optimizer(model, config), batches, settings.max_grad_norm)
+        finite[batch_size] = math.isfinite(progress["train_loss"]) and progress["nonfinite_count"] == 0
+    return finite
 
 
 def load_checkpoint(directory: Path) -> dict[str, Any]:
@@ -181,12 +259,19 @@ def tune_trainable(config: dict[str, Any], *, data: DataSplits, context: dict[st
     import ray
     from ray import tune
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    torch.set_num_threads(max(1, int(cpus)))
+    runtime = ray.get_runtime_context()
+    torch.set_num_threads(max(1, int(runtime.get_assigned_resources().get("CPU", 1.0))))
+    # Hostname and IP are not enough: several Ray nodes may share one machine.
+    node = f"{socket.gethostname()}/{runtime.get_node_id()[:12]}"
 
-    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
-        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        tune.report(metrics, checkpoint=checkpoint)
+    def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        metrics = {**metrics, "node": node}
+        if state is None:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save(state, Path(directory) / CHECKPOINT_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
     resume = None
     restored = tune.get_checkpoint()

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
+import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
+
+from sweeper.sweeps import UnknownSweepError, load_record
 
 pytestmark = pytest.mark.slow
 TRIALS = 4
@@ -49,3 +53,24 @@ def test_mlflow_has_one_parent_and_one_nested_run_per_trial(sweep):
         history = client.get_metric_history(trial.info.run_id, "val_mean_error_m")
         assert sorted(m.step for m in history) == list(range(1, len(history) + 1))
         assert "train_loss" in trial.data.metrics and "latency_ms_p50" in trial.data.metrics
+
+
+def test_parent_run_holds_the_sweep_summary(sweep):
+    workdir, _ = sweep
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    experiment = client.get_experiment_by_name("localization")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'sweep'")
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "summary")}
+    assert {"summary/trials.parquet", "summary/optimization_history.png", "summary/parallel_coordinate.png"} <= artifacts
+    table = pq.read_table(client.download_artifacts(parent.info.run_id, "summary/trials.parquet", str(workdir)))
+    assert table.num_rows == TRIALS and {"trial_id", "status", "node", "best_val_mean_error_m", "config.architecture"} <= set(table.column_names)
+    trials = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'trial'")
+    assert all(t.data.tags["sweeper.node"].startswith(socket.gethostname() + "/") for t in trials)
+
+
+def test_the_sweep_can_be_found_again_by_name(sweep):
+    workdir, _ = sweep
+    record = load_record("smoke-sweep", str(workdir / "ray_results"))
+    assert record.family == "localization" and record.trials == TRIALS and record.preset == "smoke"
+    with pytest.raises(UnknownSweepError, match=r"no sweep named .other. in .* \(sweeps there: smoke-sweep\)"):
+        load_record("other", str(workdir / "ray_results"))

@@ -6,7 +6,7 @@ import pytest
 
 from trainables.data import split_random
 from trainables.families import get_family
-from trainables.train_loop import TrainSettings, load_checkpoint, train
+from trainables.train_loop import TrainSettings, retrain_and_test, stability_probe, train
 
 FAMILY = get_family("localization")
 CONFIG = {"architecture": "heimdall_net", "dropout": 0.1, "learning_rate": 1e-3, "weight_decay": 1e-4, "batch_size": 8}
@@ -24,9 +24,9 @@ class Recorder:
     def __init__(self) -> None:
         self.reports, self.states = [], []
 
-    def __call__(self, metrics, checkpoint_dir) -> None:
+    def __call__(self, metrics, state) -> None:
         self.reports.append(metrics)
-        self.states.append(load_checkpoint(checkpoint_dir) if checkpoint_dir else None)
+        self.states.append(state)
 
 
 def test_reports_every_epoch_with_metrics_and_a_checkpoint(splits):
@@ -56,3 +56,22 @@ def test_non_finite_loss_ends_the_trial_as_diverged(splits):
     last = recorder.reports[-1]
     assert last["diverged"] == 1 and last["val_mean_error_m"] == math.inf
     assert recorder.states[-1] is None, "a diverged epoch leaves no checkpoint"
+
+
+def test_retrain_tests_the_best_validation_epoch(rf_arrays):
+    splits = split_random(rf_arrays, 0, "test data")
+    context = FAMILY.model_context(splits.train)
+    result = retrain_and_test(CONFIG, splits, context, TrainSettings("localization", epochs=3, latency_repeats=3), seed=5)
+    values = [report["val_mean_error_m"] for report in result.history]
+    assert result.best_epoch == 1 + values.index(min(values)) and not result.diverged
+    assert result.validation["mean_error_m"] == min(values)
+    assert set(result.test) >= {"mean_error_m", "p95_error_m"} and result.test_outputs[0].shape == (len(splits.test["mask"]), 2)
+    again = retrain_and_test(CONFIG, splits, context, TrainSettings("localization", epochs=3, latency_repeats=3), seed=5)
+    assert again.test == result.test, "a seed fixes the run"
+
+
+def test_stability_probe_reports_each_batch_size(splits):
+    context = FAMILY.model_context(splits.train)
+    assert stability_probe(CONFIG, splits, context, SETTINGS, (1, 2, 40), steps=2) == {1: True, 2: True, 40: True}
+    exploding = stability_probe({**CONFIG, "learning_rate": 1e30}, splits, context, SETTINGS, (2,), steps=3)
+    assert exploding == {2: False}

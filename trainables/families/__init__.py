@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from search_spaces import SearchSpace, family_search_space_path, load_search_space
+from search_spaces.promotion import Promotion, family_promotion_path, load_promotion
 from trainables.data import DataSplits
 from trainables.data.tables import Arrays, Schema
 from trainables.errors import UserError
@@ -46,6 +47,9 @@ class Family:
     mode: Literal["min", "max"]
     schema: Schema
     inputs: tuple[str, ...]  # schema columns passed to the model, in call order
+    targets: tuple[str, ...]  # schema columns the loss and metrics read
+    outputs: tuple[str, ...]  # names of the model's outputs, in return order
+    metrics: tuple[str, ...]  # names evaluate() returns; ``metric`` is one of them
     presets: Mapping[str, Preset]
     # (data settings, user Parquet file or None, seed) -> splits
     load_data: Callable[[Mapping[str, Any], Path | None, int], DataSplits]
@@ -57,6 +61,8 @@ class Family:
     evaluate: Callable[[Sequence[np.ndarray], Arrays], dict[str, float]]
     # optional non-learned reference: split arrays -> its metrics, reported next to the networks
     reference: Callable[[Arrays], dict[str, float]] | None = None
+    # optional diagnostics for the promotion report: (outputs by model name, test targets) -> figures
+    plots: Callable[[Mapping[str, Sequence[np.ndarray]], Arrays], dict[str, Any]] | None = None
 
     @property
     def validation_metric(self) -> str:
@@ -73,6 +79,17 @@ class Family:
             self.architectures(),
             lambda architecture: model_hyperparameters(self.name, architecture),
             TRAINING_HYPERPARAMETERS,
+        )
+
+    def promotion(self) -> Promotion:
+        """The family's baselines and promotion policy, validated against its architectures."""
+        return load_promotion(
+            family_promotion_path(self.name),
+            self.name,
+            self.architectures(),
+            lambda architecture: model_hyperparameters(self.name, architecture),
+            TRAINING_HYPERPARAMETERS,
+            self.metrics,
         )
 
     def worst_value(self) -> float:

@@ -1,0 +1,92 @@
+"""The summary of a finished sweep: its trial table and Optuna's plots of the search.
+
+The Optuna study is rebuilt from the trials' configs and best values (with the distributions of
+the family's search space), so the plots come out the same after a restore or in a later
+process, and Optuna's own visualisation does the drawing.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: never open a window, work without a display
+
+import optuna  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from matplotlib import pyplot as plt  # noqa: E402
+from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
+
+from search_spaces import SearchSpace  # noqa: E402
+from sweeper.sweeps import TrialSummary  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+TRIAL_TABLE = "trials.parquet"
+PLOTS: dict[str, Callable[[optuna.Study], object]] = {
+    "optimization_history.png": optuna_plots.plot_optimization_history,
+    "parameter_importance.png": optuna_plots.plot_param_importances,
+    "parallel_coordinate.png": optuna_plots.plot_parallel_coordinate,
+}
+CONSTANTS = ("param_count", "latency_ms_p50", "latency_ms_p95")
+
+
+def trial_rows(trials: list[TrialSummary], metric: str) -> list[dict[str, object]]:
+    """One row per trial: identity, outcome, node, best metric and every hyperparameter."""
+    rows = []
+    for trial in trials:
+        last = trial.history.iloc[-1] if len(trial.history) else {}
+        row = {
+            "trial_id": trial.trial_id,
+            "status": trial.status,
+            "node": trial.node,
+            "epochs": int(last.get("epoch", 0)) if len(trial.history) else 0,
+            "best_epoch": trial.best_epoch,
+            f"best_{metric}": trial.best_value if trial.best_epoch is not None else None,
+            **{name: float(last[name]) for name in CONSTANTS if name in getattr(last, "index", ())},
+        }
+        rows.append({**row, **{f"config.{key}": value for key, value in trial.config.items()}})
+    return rows
+
+
+def write_trial_table(rows: list[dict[str, object]], path: Path) -> None:
+    names = list(dict.fromkeys(name for row in rows for name in row))  # every column, first-seen order
+    pq.write_table(pa.Table.from_pylist([{name: row.get(name) for name in names} for row in rows]), path)
+
+
+def rebuild_study(trials: list[TrialSummary], space: SearchSpace, mode: str) -> optuna.Study:
+    study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
+    for trial in trials:
+        distributions = space.distributions(trial.config)
+        params = {name: trial.config[name] for name in distributions}
+        if trial.best_epoch is None:
+            state, value = optuna.trial.TrialState.FAIL, None
+        else:
+            state, value = optuna.trial.TrialState.COMPLETE, trial.best_value
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value, state=state))
+    return study
+
+
+def write_summary(trials: list[TrialSummary], space: SearchSpace, metric: str, mode: str, directory: Path) -> list[Path]:
+    """The trial table (Parquet) and the search plots (PNG) in ``directory``; returns what was written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_trial_table(trial_rows(trials, metric), directory / TRIAL_TABLE)
+    written = [directory / TRIAL_TABLE]
+    study = rebuild_study(trials, space, mode)
+    for name, plot in PLOTS.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+                axes = plot(study)
+        except (ValueError, RuntimeError) as error:  # e.g. importance needs two finished trials
+            logger.info("no %s: %s", name, error)
+            continue
+        figure = getattr(axes, "figure", None) or axes.flat[0].figure
+        figure.savefig(directory / name, dpi=110, bbox_inches="tight")
+        plt.close(figure)
+        written.append(directory / name)
+    return written

@@ -1,0 +1,159 @@
+"""Finding a sweep again from its name: its record and its trials, in a later process.
+
+``launch`` writes ``sweeper.json`` into the sweep's results folder (``STORAGE/NAME``, a local
+folder or shared storage such as ``s3://``), next to Ray Tune's own state. Everything after the
+sweep (promote, export, status, resume) starts from that record and from Ray's
+``ExperimentAnalysis`` of the same folder, so nothing depends on the launching process.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import pyarrow.fs
+
+from trainables.errors import UserError
+
+RECORD_FILE = "sweeper.json"
+DEFAULT_STORAGE = "ray_results"
+
+
+class UnknownSweepError(UserError):
+    pass
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """What a sweep was launched with: enough to rebuild its data and find its runs."""
+
+    name: str
+    family: str
+    preset: str
+    seed: int
+    trials: int
+    epochs: int
+    storage: str
+    tracking_uri: str
+    parent_run_id: str
+    data_settings: Mapping[str, Any]  # the preset's simulator settings (unused with a data file)
+    data_file: str | None
+    search_space: str
+    cpus_per_trial: float
+    gpus_per_trial: float
+    options: Mapping[str, Any] = field(default_factory=dict)  # every launch option, for the record
+
+    @property
+    def path(self) -> str:
+        return sweep_path(self.storage, self.name)
+
+
+def resolve_storage(storage: str) -> str:
+    """An absolute path or a URI: Ray needs one, and it makes records independent of the cwd."""
+    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+
+
+def sweep_path(storage: str, name: str) -> str:
+    return f"{storage.rstrip('/')}/{name}"
+
+
+def save_record(record: SweepRecord) -> None:
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(record.path)
+    filesystem.create_dir(path, recursive=True)
+    with filesystem.open_output_stream(f"{path}/{RECORD_FILE}") as stream:
+        stream.write(json.dumps(asdict(record), indent=2, default=str).encode())
+
+
+def load_record(name: str, storage: str = DEFAULT_STORAGE) -> SweepRecord:
+    """The record of sweep ``name`` under ``storage``; a missing sweep lists the ones there are."""
+    storage = resolve_storage(storage)
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(sweep_path(storage, name))
+    try:
+        with filesystem.open_input_stream(f"{path}/{RECORD_FILE}") as stream:
+            raw = json.loads(stream.read())
+    except (FileNotFoundError, OSError):
+        known = ", ".join(sweep_names(storage)) or "none"
+        raise UnknownSweepError(
+            f"no sweep named {name!r} in {storage} (sweeps there: {known}); pass --storage where it ran"
+        ) from None
+    return SweepRecord(**raw)
+
+
+def sweep_names(storage: str) -> list[str]:
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(resolve_storage(storage))
+    try:
+        entries = filesystem.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    except OSError:
+        return []
+    return sorted(
+        info.base_name
+        for info in entries
+        if info.type == pyarrow.fs.FileType.Directory
+        and filesystem.get_file_info(f"{info.path}/{RECORD_FILE}").type == pyarrow.fs.FileType.File
+    )
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    trial_id: str
+    status: str  # completed, early_stopped, diverged, error, running, pending
+    config: dict[str, Any]
+    node: str
+    history: pd.DataFrame  # one row per reported epoch
+    best_value: float  # of the metric it was summarised by; the worst value if it has none
+    best_epoch: int | None
+    checkpoint_path: str | None  # the checkpoint of the best epoch
+    checkpoint_filesystem: Any = None
+
+    @property
+    def usable(self) -> bool:
+        return self.status in ("completed", "early_stopped") and self.best_epoch is not None
+
+
+def trial_status(last_result: Mapping[str, Any], epochs: int) -> str:
+    if last_result.get("diverged"):
+        return "diverged"
+    return "completed" if last_result.get("epoch", 0) >= epochs else "early_stopped"
+
+
+def summarise_trials(record: SweepRecord, metric: str, mode: str) -> list[TrialSummary]:
+    """Every trial of the sweep with its best epoch by ``metric`` and that epoch's checkpoint."""
+    from ray.tune import ExperimentAnalysis
+
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(record.path)
+    analysis = ExperimentAnalysis(path, storage_filesystem=filesystem)
+    frames = analysis.trial_dataframes
+    return [_summarise(analysis, trial, frames.get(trial.trial_id), record, metric, mode) for trial in analysis.trials]
+
+
+def _summarise(analysis, trial, frame: pd.DataFrame | None, record: SweepRecord, metric: str, mode: str) -> TrialSummary:
+    frame = frame if frame is not None and metric in getattr(frame, "columns", ()) else pd.DataFrame()
+    last = trial.last_result or {}
+    status = {"ERROR": "error", "PENDING": "pending", "RUNNING": "running", "PAUSED": "running"}.get(trial.status)
+    status = status or trial_status(last, record.epochs)
+    finite = frame[frame[metric].map(math.isfinite)] if len(frame) else frame
+    best_epoch, best_value = None, math.inf if mode == "min" else -math.inf
+    if len(finite):
+        row = finite.loc[finite[metric].idxmin() if mode == "min" else finite[metric].idxmax()]
+        best_epoch, best_value = int(row["epoch"]), float(row[metric])
+    checkpoint = analysis.get_best_checkpoint(trial, metric, mode) if best_epoch is not None else None
+    return TrialSummary(
+        trial_id=trial.trial_id,
+        status=status,
+        config=dict(trial.config),
+        node=str(last.get("node") or last.get("hostname") or "unknown"),
+        history=frame,
+        best_value=best_value,
+        best_epoch=best_epoch,
+        checkpoint_path=checkpoint.path if checkpoint else None,
+        checkpoint_filesystem=checkpoint.filesystem if checkpoint else None,
+    )
+
+
+def rank_trials(trials: list[TrialSummary], mode: str) -> list[TrialSummary]:
+    """Usable trials (finished, not diverged), best first."""
+    usable = [t for t in trials if t.usable]
+    return sorted(usable, key=lambda t: t.best_value, reverse=mode == "max")

@@ -1,0 +1,138 @@
+"""The promotion decision on constructed evidence: each verdict and each criterion's edge."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from search_spaces.promotion import Policy
+from sweeper.decision import Interval, ModelEvidence, bootstrap_relative_gain, decide, relative_gain
+
+POLICY = Policy(metric="mean_error_m", mode="min", min_relative_improvement=0.20, latency_budget_ms=70, latency_limit_ms=100)
+PROBE = {1: True, 2: True, 512: True}
+BASELINE = ModelEvidence("heimdall_net", test=(100.0, 104.0, 96.0), validation=(98.0, 99.0, 97.0),
+                         diverged_seeds=0, nonfinite_count=0, latency_p95_ms=20.0)  # fmt: skip
+CANDIDATE = ModelEvidence("candidate", test=(70.0, 72.0, 68.0), validation=(66.0, 67.0, 65.0),
+                          diverged_seeds=0, nonfinite_count=0, latency_p95_ms=40.0)  # fmt: skip
+CLEAR_GAIN = {"heimdall_net": Interval(point=0.30, low=0.24, high=0.35)}
+
+
+def verdict(candidate=CANDIDATE, gains=CLEAR_GAIN, probe=PROBE, policy=POLICY, baselines=(BASELINE,)):
+    return decide(candidate, baselines, gains, probe, policy)
+
+
+def failed(result) -> set[str]:
+    return {criterion.name for criterion in result.failed}
+
+
+def test_clearly_better_fast_stable_candidate_is_promoted():
+    result = verdict()
+    assert result.decision == "promote" and not result.failed and result.baseline == "heimdall_net"
+    assert {c.name for c in result.criteria} == {
+        "no divergence", "stability probe", "better than baseline", "clearly better", "enough seeds",
+        "consistent over seeds", "latency budget", "latency limit", "generalization gap",
+    }  # fmt: skip
+
+
+def test_lower_bound_exactly_at_the_threshold_passes():
+    assert verdict(gains={"heimdall_net": Interval(0.25, 0.20, 0.30)}).decision == "promote"
+
+
+def test_interval_straddling_the_threshold_keeps_it_experimental():
+    result = verdict(gains={"heimdall_net": Interval(0.25, 0.1999, 0.30)})
+    assert result.decision == "keep_experimental" and failed(result) == {"clearly better"}
+
+
+def test_no_better_than_the_baseline_is_demoted():
+    result = verdict(gains={"heimdall_net": Interval(-0.02, -0.10, 0.05)})
+    assert result.decision == "demote" and "better than baseline" in failed(result)
+
+
+def test_one_diverged_seed_demotes():
+    diverged = dataclasses.replace(CANDIDATE, test=(70.0, 72.0, float("nan")), diverged_seeds=1)
+    result = verdict(candidate=diverged)
+    assert result.decision == "demote" and "no divergence" in failed(result)
+
+
+def test_non_finite_steps_beyond_the_tolerance_demote():
+    assert verdict(candidate=dataclasses.replace(CANDIDATE, nonfinite_count=1)).decision == "demote"
+    tolerant = dataclasses.replace(POLICY, max_nonfinite=1)
+    assert verdict(candidate=dataclasses.replace(CANDIDATE, nonfinite_count=1), policy=tolerant).decision == "promote"
+
+
+@pytest.mark.parametrize("latency, decision", [(70.0, "promote"), (70.1, "keep_experimental"), (100.0, "keep_experimental"), (100.1, "demote")])
+def test_latency_budget_and_limit(latency, decision):
+    assert verdict(candidate=dataclasses.replace(CANDIDATE, latency_p95_ms=latency)).decision == decision
+
+
+def test_too_few_seeds_never_promote():
+    two = dataclasses.replace(CANDIDATE, test=(70.0, 72.0), validation=(66.0, 67.0))
+    result = verdict(candidate=two)
+    assert result.decision == "keep_experimental" and failed(result) == {"enough seeds"}
+
+
+def test_an_inconsistent_seed_keeps_it_experimental():
+    uneven = dataclasses.replace(CANDIDATE, test=(60.0, 62.0, 101.0), validation=(60.0, 60.0, 95.0))
+    result = verdict(candidate=uneven)
+    assert result.decision == "keep_experimental" and failed(result) == {"consistent over seeds"}
+
+
+def test_unstable_probe_keeps_it_experimental():
+    result = verdict(probe={1: False, 2: True, 512: True})
+    assert result.decision == "keep_experimental" and failed(result) == {"stability probe"}
+
+
+def test_large_generalization_gap_keeps_it_experimental():
+    # The seed's TCN: validation 0.0102, test 1.63.
+    overfit = dataclasses.replace(CANDIDATE, validation=(40.0, 41.0, 39.0))
+    result = verdict(candidate=overfit)
+    assert result.decision == "keep_experimental" and failed(result) == {"generalization gap"}
+
+
+def test_judged_against_the_strongest_baseline():
+    weak = dataclasses.replace(BASELINE, name="weak", test=(200.0, 210.0, 190.0))
+    gains = {**CLEAR_GAIN, "weak": Interval(0.65, 0.6, 0.7)}
+    assert verdict(baselines=(weak, BASELINE), gains=gains).baseline == "heimdall_net"
+
+
+def test_higher_is_better_metrics():
+    policy = dataclasses.replace(POLICY, metric="f1", mode="max")
+    assert relative_gain(0.6, 0.5, "max") == pytest.approx(0.2)
+    better = ModelEvidence("c", (0.60, 0.61, 0.62), (0.62, 0.62, 0.63), 0, 0, 10.0)
+    baseline = ModelEvidence("b", (0.50, 0.49, 0.51), (0.5, 0.5, 0.5), 0, 0, 10.0)
+    assert decide(better, [baseline], {"b": Interval(0.22, 0.2, 0.25)}, PROBE, policy).decision == "promote"
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+def mean_error(errors: np.ndarray, rows: np.ndarray) -> float:
+    return float(errors[rows].mean())
+
+
+def test_bootstrap_of_identical_models_straddles_zero():
+    rng = np.random.default_rng(0)
+    seeds = [rng.exponential(100, 500) for _ in range(3)]
+    interval = bootstrap_relative_gain(seeds, seeds, mean_error, 500, "min", 0.95, 500)
+    assert interval.point == 0 and interval.low < 0 < interval.high
+
+
+def test_bootstrap_finds_a_clear_improvement_and_is_seeded():
+    rng = np.random.default_rng(1)
+    errors = rng.exponential(100, (3, 400))
+    better = [e * 0.6 for e in errors]  # 40% lower error on every row
+    interval = bootstrap_relative_gain(better, list(errors), mean_error, 400, "min", 0.95, 500)
+    assert interval.point == pytest.approx(0.4) and 0.3 < interval.low <= 0.4 <= interval.high
+    again = bootstrap_relative_gain(better, list(errors), mean_error, 400, "min", 0.95, 500)
+    assert again == interval
+
+
+def test_seed_noise_widens_the_interval():
+    rng = np.random.default_rng(2)
+    rows = rng.exponential(100, 400)
+    steady = [rows * 0.8 for _ in range(3)]
+    noisy = [rows * factor for factor in (0.5, 0.8, 1.1)]  # same mean gain, noisy training
+    narrow = bootstrap_relative_gain(steady, [rows] * 3, mean_error, 400, "min", 0.95, 500)
+    wide = bootstrap_relative_gain(noisy, [rows] * 3, mean_error, 400, "min", 0.95, 500)
+    assert wide.high - wide.low > 2 * (narrow.high - narrow.low)
