@@ -32,7 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--data", type=Path, help="your own Parquet file in the family's schema")
     launch.add_argument("--search-space", type=Path, help="your own search-space YAML (default: the family's)")
     launch.add_argument("--scheduler", default="asha", help="asha (early stopping, default) or fifo")
+
+    promote = commands.add_parser("promote", help="retrain a sweep's best trial and the baselines on several seeds; judge on the test split")
+    promote.add_argument("sweep", help="the sweep's name (as given to or printed by launch)")
+    promote.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3; a promote verdict needs at least 3)")
+    promote.add_argument("--epochs", type=int, help="epochs per run (default: the sweep's)")
+    _add_location(promote)
+    promote.add_argument("--cpus-per-trial", type=float, help="per retraining run (default: the sweep's)")
+    promote.add_argument("--gpus-per-trial", type=float, help="per retraining run (default: the sweep's)")
+    promote.add_argument("--address", help="address of a running Ray cluster (default: start Ray locally)")
     return parser
+
+
+def _add_location(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", default="ray_results", help="where the sweep's results are (default: ray_results)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: the one the sweep used)")
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -41,6 +55,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "launch":
             return _launch(args)
+        if args.command == "promote":
+            return _promote(args)
     except UserError as error:
         print(f"sweeper: error: {error}", file=sys.stderr)
         return 2
@@ -67,6 +83,26 @@ def _launch(args: argparse.Namespace) -> int:
         f"Browse in MLflow: mlflow ui --backend-store-uri {summary.tracking_uri}  "
         f"(experiment {summary.family!r}, run {summary.name!r})"
     )
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from sweeper.promotion import PromoteOptions, promote
+
+    options = {k: v for k, v in vars(args).items() if k != "command"}
+    outcome = promote(PromoteOptions(**options))
+    verdict = outcome.verdict
+    print(f"\nPromotion of sweep {outcome.sweep}: {verdict.decision.upper()}")
+    print(f"Candidate: trial {outcome.candidate_trial} ({outcome.candidate_config['architecture']}) against {verdict.baseline}")
+    for model in outcome.evidence:
+        print(f"  {model.name:<24} test {outcome.metric} {model.mean_test():.4g} per seed {[round(v, 4) for v in model.test]}, p95 latency {model.latency_p95_ms:.1f} ms")
+    width = max(len(c.name) for c in verdict.criteria)
+    for criterion in verdict.criteria:
+        mark = "pass" if criterion.passed else "FAIL"
+        print(f"  [{mark}] {criterion.name:<{width}}  {criterion.measured}  (required {criterion.required})")
+    alias = f" alias {outcome.alias!r}" if outcome.alias else ""
+    print(f"Registered model {outcome.model_name!r} version {outcome.model_version}{alias}; promotion run {outcome.run_id}")
+    print(f"Took {outcome.seconds:.0f} s. Report: the run's artifacts report/report.html in `mlflow ui --backend-store-uri {outcome.tracking_uri}`")
     return 0
 
 

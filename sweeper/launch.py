@@ -6,7 +6,6 @@ space, options, data file, tracking store) runs before Ray starts or an MLflow r
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -15,13 +14,13 @@ from typing import Any, Mapping
 
 import optuna
 import ray
-import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
+from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, start_ray
 from sweeper.summary import write_summary
 from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, rank_trials, resolve_storage, save_record, summarise_trials
 from sweeper.tracking import SweepTracker, TrialLogger, check_reachable, default_tracking_uri
@@ -127,7 +126,7 @@ def launch(options: LaunchOptions) -> SweepSummary:
     reference = plan.family.reference(data.validation) if plan.family.reference else {}
 
     tracker = SweepTracker(plan.tracking_uri, plan.family.name)  # creates the database if needed
-    started_ray = _start_ray(options)
+    started_ray = start_ray(options.address)
     try:
         if options.address is not None:
             check_fits(options.cpus_per_trial, options.gpus_per_trial, cluster_nodes())
@@ -142,11 +141,15 @@ def launch(options: LaunchOptions) -> SweepSummary:
             ray.shutdown()
 
 
+def _max_concurrent(options: LaunchOptions) -> int:
+    return options.max_concurrent or concurrent_slots(options.cpus_per_trial, options.gpus_per_trial)
+
+
 def _tuner(plan: SweepPlan, data: DataSplits, tracker: SweepTracker, parent_run_id: str) -> tune.Tuner:
     family, options = plan.family, plan.options
     settings = TrainSettings(family=family.name, epochs=plan.epochs, seed=options.seed)
     trainable = tune.with_parameters(
-        tune_trainable, data=data.without_test(), context=family.model_context(data.train), settings=settings
+        tune_trainable, data=data.without_test(), context=family.context(data.train), settings=settings
     )  # the data goes to the object store once; every trial on every node reads it from there
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
     sampler = optuna.samplers.TPESampler(seed=options.seed, n_startup_trials=max(2, min(10, plan.trials // 3)))
@@ -247,45 +250,6 @@ def _summarise(plan: SweepPlan, record: SweepRecord, tracker: SweepTracker, refe
         best_config=best.config,
         best_epoch=best.best_epoch,
         reference=dict(reference),
-    )
-
-
-def _start_ray(options: LaunchOptions) -> bool:
-    if ray.is_initialized():
-        return False
-    if options.address is None:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
-    else:
-        ray.init(address=options.address, logging_level=logging.WARNING)
-    return True
-
-
-def _max_concurrent(options: LaunchOptions) -> int:
-    if options.max_concurrent:
-        return options.max_concurrent
-    available = ray.cluster_resources()
-    limits = [available.get("CPU", 1.0) // options.cpus_per_trial]
-    if options.gpus_per_trial:
-        limits.append(available.get("GPU", 0.0) // options.gpus_per_trial)
-    return max(1, int(min(limits)))
-
-
-def local_resources() -> dict[str, float]:
-    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
-
-
-def cluster_nodes() -> list[dict[str, float]]:
-    return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-
-
-def check_fits(cpus: float, gpus: float, nodes: list[Mapping[str, float]]) -> None:
-    """A trial must fit on one node; say what the largest node has if it does not."""
-    if any(node.get("CPU", 0) >= cpus and node.get("GPU", 0) >= gpus for node in nodes):
-        return
-    largest = max(nodes, key=lambda node: (node.get("CPU", 0), node.get("GPU", 0)), default={})
-    raise ConfigError(
-        f"a trial asks for {cpus:g} CPUs and {gpus:g} GPUs, but the largest node has "
-        f"{largest.get('CPU', 0):g} CPUs and {largest.get('GPU', 0):g} GPUs; lower --cpus-per-trial / --gpus-per-trial"
     )
 
 

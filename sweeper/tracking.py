@@ -12,9 +12,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlparse
 
+import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -26,6 +27,7 @@ from trainables.errors import UserError
 
 logger = logging.getLogger(__name__)
 
+PROMOTION_ARTIFACTS = {"report": "report", "model_folder": "exported_model"}
 DEFAULT_DATABASE = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 SWEEP_TAG, TRIAL_TAG, ARCHITECTURE_TAG = "sweeper.sweep", "sweeper.trial_id", "sweeper.architecture"
@@ -72,18 +74,69 @@ class SweepTracker:
         return run.info.run_id
 
     def start_trial(self, sweep: str, parent_run_id: str, trial_id: str, config: Mapping[str, Any]) -> str:
-        tags = {
-            MLFLOW_PARENT_RUN_ID: parent_run_id,
-            SWEEP_TAG: sweep,
-            TRIAL_TAG: trial_id,
-            FAMILY_TAG: self.family,
-            KIND_TAG: "trial",
-            ARCHITECTURE_TAG: str(config.get("architecture", "")),
-            STATUS_TAG: "running",
-        }
-        run = self.client.create_run(self.experiment_id, run_name=trial_id, tags=tags)
-        self._log(run.info.run_id, params=config)
+        tags = {TRIAL_TAG: trial_id, ARCHITECTURE_TAG: str(config.get("architecture", "")), STATUS_TAG: "running"}
+        return self._start_child(sweep, parent_run_id, trial_id, "trial", config, tags)
+
+    def start_promotion(self, sweep: str, parent_run_id: str, params: Mapping[str, Any]) -> str:
+        return self._start_child(sweep, parent_run_id, "promotion", "promotion", params, {STATUS_TAG: "running"})
+
+    def _start_child(self, sweep: str, parent_run_id: str, name: str, kind: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        tags = {MLFLOW_PARENT_RUN_ID: parent_run_id, SWEEP_TAG: sweep, FAMILY_TAG: self.family, KIND_TAG: kind, **tags}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        self._log(run.info.run_id, params=params)
         return run.info.run_id
+
+    def log_model(
+        self,
+        run_id: str,
+        model: Any,
+        inputs: Sequence[str],
+        example: Sequence[np.ndarray],
+        outputs: Sequence[str],
+        example_outputs: Sequence[np.ndarray],
+        traceable: bool,
+    ) -> str:
+        """Log ``model`` with mlflow.pytorch under the run and register it as the family's model.
+
+        Traceable models use the torch.export (pt2) format, which needs no pickle; models whose
+        shapes depend on the data cannot be traced and are pickled. Returns the version.
+        """
+        import mlflow
+        import mlflow.pytorch
+        from mlflow.models.signature import ModelSignature
+        from mlflow.types.schema import Schema, TensorSpec
+
+        def specs(names, arrays):
+            return Schema([TensorSpec(a.dtype, (-1, *a.shape[1:]), n) for n, a in zip(names, arrays)])
+
+        signature = ModelSignature(inputs=specs(inputs, example), outputs=specs(outputs, example_outputs))
+        mlflow.set_tracking_uri(self.tracking_uri)
+        serialization, input_example = ("pt2", tuple(example)) if traceable else ("pickle", dict(zip(inputs, example)))
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pytorch.log_model(
+                model, name="model", signature=signature, input_example=input_example,
+                registered_model_name=self.family, serialization_format=serialization,
+                pip_requirements=["attention-sweeper", "torch"],
+            )  # fmt: skip
+        self.set_tags(run_id, {"sweeper.model_format": serialization})
+        return str(info.registered_model_version)
+
+    def record_verdict(self, version: str, decision: str) -> str | None:
+        """Alias the registered version by the verdict; the champion it replaces becomes previous-champion."""
+        from mlflow.exceptions import MlflowException
+
+        name = self.family
+        self.client.set_model_version_tag(name, version, "sweeper.verdict", decision)
+        alias = {"promote": "champion", "keep_experimental": "challenger"}.get(decision)
+        if alias == "champion":
+            try:
+                previous = self.client.get_model_version_by_alias(name, "champion")
+                self.client.set_registered_model_alias(name, "previous-champion", previous.version)
+            except MlflowException:
+                pass  # no champion yet
+        if alias:
+            self.client.set_registered_model_alias(name, alias, version)
+        return alias
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int, tags: Mapping[str, Any] | None = None) -> None:
         self._log(run_id, metrics=metrics, tags=tags, step=step)

@@ -237,21 +237,32 @@ def evaluate(model: nn.Module, family: Family, arrays: Arrays, batch_size: int, 
     return family.evaluate(predict(model, family, arrays, batch_size, device), arrays)
 
 
-@torch.no_grad()
 def batch1_latency(model: nn.Module, family: Family, arrays: Arrays, device: torch.device, repeats: int) -> dict[str, float]:
     """Median and 95th-percentile wall time of a batch-1 forward pass, in milliseconds."""
-    model.eval()
+    return batch1_latencies({"model": model}, family, arrays, device, repeats)["model"]
+
+
+@torch.no_grad()
+def batch1_latencies(
+    models: Mapping[str, nn.Module], family: Family, arrays: Arrays, device: torch.device, repeats: int, warmup: int = 5
+) -> dict[str, dict[str, float]]:
+    """Batch-1 latency (p50, p95 in ms) of several models, timed round by round in turn, so that
+    whatever else the machine is doing affects each of them alike."""
     sample = next(iterate_batches(arrays, family, 1, device))
     inputs = [sample[name] for name in family.inputs]
-    timings = []
-    for index in range(repeats + 3):  # three warm-up passes
-        start = time.perf_counter()
-        model(*inputs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if index >= 3:
-            timings.append((time.perf_counter() - start) * 1000)
-    return {"latency_ms_p50": float(np.percentile(timings, 50)), "latency_ms_p95": float(np.percentile(timings, 95))}
+    timings: dict[str, list[float]] = {name: [] for name in models}
+    for round_index in range(warmup + repeats):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.eval()(*inputs)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if round_index >= warmup:
+                timings[name].append((time.perf_counter() - start) * 1000)
+    return {
+        name: {"latency_ms_p50": float(np.percentile(values, 50)), "latency_ms_p95": float(np.percentile(values, 95))}
+        for name, values in timings.items()
+    }
 
 
 def tune_trainable(config: dict[str, Any], *, data: DataSplits, context: dict[str, Any], settings: TrainSettings) -> None:

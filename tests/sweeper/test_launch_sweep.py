@@ -1,30 +1,21 @@
 """A real smoke sweep through the CLI (local Ray, MLflow on SQLite), then MLflow read back."""
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeper.sweeps import UnknownSweepError, load_record
+from tests.sweeper.conftest import SMOKE_TRIALS
 
 pytestmark = pytest.mark.slow
-TRIALS = 4
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("sweep")
-    command = [sys.executable, "-m", "sweeper", "launch", "localization", "--preset", "smoke",
-               "--trials", str(TRIALS), "--name", "smoke-sweep", "--seed", "1"]  # fmt: skip
-    env = {**os.environ, "SWEEPER_CACHE_DIR": str(workdir / "cache")}
-    completed = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return workdir, completed.stdout
+def sweep(smoke_sweep):
+    return smoke_sweep.workdir, smoke_sweep.stdout
 
 
 def test_prints_the_best_trial_and_where_to_look(sweep):
@@ -41,7 +32,7 @@ def test_mlflow_has_one_parent_and_one_nested_run_per_trial(sweep):
     runs = client.search_runs([experiment.experiment_id], "tags.`sweeper.sweep` = 'smoke-sweep'")
     parents = [r for r in runs if r.data.tags["sweeper.kind"] == "sweep"]
     trials = [r for r in runs if r.data.tags["sweeper.kind"] == "trial"]
-    assert len(parents) == 1 and len(trials) == TRIALS
+    assert len(parents) == 1 and len(trials) == SMOKE_TRIALS
     parent = parents[0]
     assert parent.info.run_name == "smoke-sweep" and parent.info.status == "FINISHED"
     assert parent.data.params["preset"] == "smoke" and "best_val_mean_error_m" in parent.data.metrics
@@ -63,7 +54,7 @@ def test_parent_run_holds_the_sweep_summary(sweep):
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "summary")}
     assert {"summary/trials.parquet", "summary/optimization_history.png", "summary/parallel_coordinate.png"} <= artifacts
     table = pq.read_table(client.download_artifacts(parent.info.run_id, "summary/trials.parquet", str(workdir)))
-    assert table.num_rows == TRIALS and {"trial_id", "status", "node", "best_val_mean_error_m", "config.architecture"} <= set(table.column_names)
+    assert table.num_rows == SMOKE_TRIALS and {"trial_id", "status", "node", "best_val_mean_error_m", "config.architecture"} <= set(table.column_names)
     trials = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'trial'")
     assert all(t.data.tags["sweeper.node"].startswith(socket.gethostname() + "/") for t in trials)
 
@@ -71,6 +62,6 @@ def test_parent_run_holds_the_sweep_summary(sweep):
 def test_the_sweep_can_be_found_again_by_name(sweep):
     workdir, _ = sweep
     record = load_record("smoke-sweep", str(workdir / "ray_results"))
-    assert record.family == "localization" and record.trials == TRIALS and record.preset == "smoke"
+    assert record.family == "localization" and record.trials == SMOKE_TRIALS and record.preset == "smoke"
     with pytest.raises(UnknownSweepError, match=r"no sweep named .other. in .* \(sweeps there: smoke-sweep\)"):
         load_record("other", str(workdir / "ray_results"))

@@ -61,8 +61,8 @@ class Family:
     evaluate: Callable[[Sequence[np.ndarray], Arrays], dict[str, float]]
     # optional non-learned reference: split arrays -> its metrics, reported next to the networks
     reference: Callable[[Arrays], dict[str, float]] | None = None
-    # optional diagnostics for the promotion report: (outputs by model name, test targets) -> figures
-    plots: Callable[[Mapping[str, Sequence[np.ndarray]], Arrays], dict[str, Any]] | None = None
+    # optional diagnostics for the promotion report: (model -> seeds -> outputs, test targets) -> figures
+    plots: Callable[[Mapping[str, Sequence[Sequence[np.ndarray]]], Arrays], dict[str, Any]] | None = None
 
     @property
     def validation_metric(self) -> str:
@@ -80,6 +80,11 @@ class Family:
             lambda architecture: model_hyperparameters(self.name, architecture),
             TRAINING_HYPERPARAMETERS,
         )
+
+    def context(self, train: Arrays) -> dict[str, Any]:
+        """What models must know about the data, plus the input spec an exported model documents."""
+        spec = {name: {"dtype": str(train[name].dtype), "shape": ["batch", *train[name].shape[1:]]} for name in self.inputs}
+        return {**self.model_context(train), "input_spec": spec}
 
     def promotion(self) -> Promotion:
         """The family's baselines and promotion policy, validated against its architectures."""

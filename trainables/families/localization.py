@@ -114,6 +114,30 @@ def evaluate(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, float]:
     }
 
 
+def diagnostic_plots(outputs: Mapping[str, Sequence[Sequence[np.ndarray]]], targets: Arrays) -> dict[str, Any]:
+    """Cumulative distribution of the position error and calibration of the predicted sigma,
+    pooled over the seeds of each model (``outputs``: model -> seeds -> (position, uncertainty))."""
+    from matplotlib import pyplot as plt
+
+    truth = targets["transmitter_xy"]
+    cdf, cdf_axes = plt.subplots(figsize=(6, 3.5))
+    calibration, calibration_axes = plt.subplots(figsize=(6, 3.5))
+    for index, (name, seeds) in enumerate(outputs.items()):
+        errors = np.sort(np.concatenate([np.linalg.norm(position - truth, axis=1) for position, _ in seeds]))
+        cdf_axes.plot(errors, np.arange(1, len(errors) + 1) / len(errors), label=name)
+        pooled = evaluate([np.concatenate(part) for part in zip(*seeds)], {"transmitter_xy": np.tile(truth, (len(seeds), 1))})
+        calibration_axes.bar([index - 0.2, index + 0.2], [pooled["within_1sigma"], pooled["within_2sigma"]], width=0.4,
+                             color=["C0", "C1"], label=["within 1 sigma", "within 2 sigma"] if index == 0 else None)  # fmt: skip
+    cdf_axes.set(xlabel="position error (m)", ylabel="fraction of test samples", title="error CDF (all seeds)")
+    cdf_axes.legend()
+    for level, color in ((0.683, "C0"), (0.954, "C1")):
+        calibration_axes.axhline(level, color=color, linestyle="--")
+    calibration_axes.set_xticks(range(len(outputs)), list(outputs))
+    calibration_axes.set(ylabel="fraction of per-axis errors", title="uncertainty calibration (dashed: ideal)")
+    calibration_axes.legend(loc="lower right")
+    return {"error_cdf.png": cdf, "calibration.png": calibration}
+
+
 def multilateration_reference(arrays: Arrays) -> dict[str, float]:
     """Multilateration with the simulator's nominal propagation model (mid-range transmit power)."""
     nominal = RFSimulation()
@@ -147,4 +171,5 @@ FAMILY = Family(
     loss=loss,
     evaluate=evaluate,
     reference=multilateration_reference,
+    plots=diagnostic_plots,
 )

@@ -1,0 +1,39 @@
+"""One real smoke sweep (local Ray, MLflow on SQLite) shared by the tests that read it back."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SMOKE_TRIALS = 4
+
+
+@dataclass(frozen=True)
+class Sweep:
+    workdir: Path
+    name: str
+    stdout: str
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.workdir}/mlflow.db"
+
+
+def sweeper(workdir: Path, *arguments: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the CLI in a fresh process, as a user would."""
+    env = {**os.environ, "SWEEPER_CACHE_DIR": str(workdir / "cache")}
+    return subprocess.run([sys.executable, "-m", "sweeper", *arguments], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory) -> Sweep:
+    workdir = tmp_path_factory.mktemp("sweep")
+    completed = sweeper(workdir, "launch", "localization", "--preset", "smoke", "--trials", str(SMOKE_TRIALS),
+                        "--name", "smoke-sweep", "--seed", "1")  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return Sweep(workdir, "smoke-sweep", completed.stdout)

@@ -1,0 +1,76 @@
+"""`sweeper promote` on a real smoke sweep, then the verdict read back from MLflow."""
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.sweeper.conftest import sweeper
+
+pytestmark = pytest.mark.slow
+ALIASES = {"promote": "champion", "keep_experimental": "challenger", "demote": None}
+
+
+@pytest.fixture(scope="module")
+def promoted(smoke_sweep):
+    completed = sweeper(smoke_sweep.workdir, "promote", smoke_sweep.name, "--seeds", "3", "--epochs", "1")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    client = MlflowClient(smoke_sweep.tracking_uri)
+    experiment = client.get_experiment_by_name("localization")
+    (run,) = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'promotion'")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'sweep'")
+    return client, run, parent, completed.stdout
+
+
+def test_prints_the_verdict_and_every_criterion(promoted):
+    _, run, _, stdout = promoted
+    verdict = run.data.tags["sweeper.verdict"]
+    assert f"Promotion of sweep smoke-sweep: {verdict.upper()}" in stdout
+    for criterion in ("no divergence", "stability probe", "clearly better", "enough seeds", "latency budget", "generalization gap"):
+        assert criterion in stdout
+
+
+def test_promotion_run_is_nested_under_the_sweep_with_per_seed_metrics(promoted):
+    client, run, parent, _ = promoted
+    assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id and run.info.status == "FINISHED"
+    assert run.data.tags["sweeper.verdict"] in ALIASES and run.data.tags["sweeper.baseline"] == "heimdall_net"
+    for model in ("candidate", "heimdall_net"):
+        history = client.get_metric_history(run.info.run_id, f"{model}_test_mean_error_m")
+        assert sorted(m.step for m in history) == [0, 1, 2]
+    assert {"gain_vs_heimdall_net", "gain_vs_heimdall_net_low", "reference_test_mean_error_m"} <= set(run.data.metrics)
+    assert run.data.tags["sweeper.criterion.clearly_better"] in ("pass", "fail")
+
+
+def test_report_and_exported_candidate_are_artifacts(promoted):
+    client, run, _, _ = promoted
+    report = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    expected = {"report.md", "report.html", "comparison.png", "learning_curves.png", "error_cdf.png", "calibration.png"}
+    assert {f"report/{name}" for name in expected} <= report
+    folder = {a.path for a in client.list_artifacts(run.info.run_id, "exported_model")}
+    assert {"exported_model/weights.pt", "exported_model/manifest.json"} <= folder
+
+
+def test_candidate_is_registered_with_the_verdict_as_alias(promoted):
+    client, run, _, _ = promoted
+    (version,) = client.search_model_versions("name = 'localization'")
+    assert version.run_id == run.info.run_id and version.tags["sweeper.verdict"] == run.data.tags["sweeper.verdict"]
+    alias = ALIASES[run.data.tags["sweeper.verdict"]]
+    if alias:
+        assert client.get_model_version_by_alias("localization", alias).version == version.version
+
+
+def test_unknown_sweep_is_a_user_error(smoke_sweep):
+    completed = sweeper(smoke_sweep.workdir, "promote", "no-such-sweep")
+    assert completed.returncode == 2
+    assert "no sweep named 'no-such-sweep'" in completed.stderr and "sweeps there: smoke-sweep" in completed.stderr
+
+
+def test_a_sweep_whose_trials_all_diverged_has_nothing_to_promote(tmp_path):
+    space = tmp_path / "diverging.yaml"
+    space.write_text(
+        "family: localization\nparameters:\n  architecture: heimdall_net\n  learning_rate: 1.0e+30\n"
+        "  weight_decay: 0.0\n  batch_size: 16\n"
+    )
+    launched = sweeper(tmp_path, "launch", "localization", "--preset", "smoke", "--trials", "2", "--name", "nan", "--search-space", str(space))
+    assert launched.returncode == 2 and "every trial of sweep 'nan' diverged" in launched.stderr
+    completed = sweeper(tmp_path, "promote", "nan")
+    assert completed.returncode == 2 and "every trial of sweep 'nan' diverged" in completed.stderr
