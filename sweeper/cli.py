@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from trainables.errors import UserError
+from trainables.errors import ConfigError, UserError
 from trainables.families import family_names
 
 logger = logging.getLogger("sweeper")
@@ -41,6 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--cpus-per-trial", type=float, help="per retraining run (default: the sweep's)")
     promote.add_argument("--gpus-per-trial", type=float, help="per retraining run (default: the sweep's)")
     promote.add_argument("--address", help="address of a running Ray cluster (default: start Ray locally)")
+
+    export = commands.add_parser("export", help="write the best trials of a sweep (or a registered model) as self-contained folders")
+    export.add_argument("sweep", nargs="?", help="the sweep's name (or use --model)")
+    export.add_argument("--model", help="a registered model instead: models:/FAMILY@ALIAS or models:/FAMILY/VERSION")
+    export.add_argument("--out", type=Path, required=True, help="folder to write (refused if it exists and is not empty)")
+    export.add_argument("--top-k", type=int, default=1, help="how many of the best trials (default 1)")
+    export.add_argument("--metric", help="validation metric to rank by (default: the family's)")
+    export.add_argument("--mode", choices=("min", "max"), help="whether lower or higher --metric is better")
+    export.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    _add_location(export)
+
+    predict = commands.add_parser("predict", help="batch inference with an exported model over a Parquet file")
+    predict.add_argument("folder", type=Path, help="an exported model folder")
+    predict.add_argument("--input", type=Path, required=True, help="Parquet file with the family's input columns")
+    predict.add_argument("--out", type=Path, required=True, help="Parquet file for the predictions")
+    predict.add_argument("--batch-size", type=int, default=256)
+    predict.add_argument("--force", action="store_true", help="replace an existing --out")
     return parser
 
 
@@ -57,6 +74,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _launch(args)
         if args.command == "promote":
             return _promote(args)
+        if args.command == "export":
+            return _export(args)
+        if args.command == "predict":
+            return _predict(args)
     except UserError as error:
         print(f"sweeper: error: {error}", file=sys.stderr)
         return 2
@@ -103,6 +124,29 @@ def _promote(args: argparse.Namespace) -> int:
     alias = f" alias {outcome.alias!r}" if outcome.alias else ""
     print(f"Registered model {outcome.model_name!r} version {outcome.model_version}{alias}; promotion run {outcome.run_id}")
     print(f"Took {outcome.seconds:.0f} s. Report: the run's artifacts report/report.html in `mlflow ui --backend-store-uri {outcome.tracking_uri}`")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from sweeper.export import export_registered, export_sweep
+
+    if (args.sweep is None) == (args.model is None):
+        raise ConfigError("name a sweep or pass --model models:/FAMILY@ALIAS, not both")
+    if args.model:
+        folder = export_registered(args.model, args.out, args.tracking_uri, args.force)
+        print(f"Exported {args.model} to {folder}")
+        return 0
+    for item in export_sweep(args.sweep, args.out, args.top_k, args.metric, args.mode, args.storage, args.force):
+        print(f"{item.path}  trial {item.trial_id}, epoch {item.epoch}, {item.value:.4g}")
+    print("Load one with: import sweeper; model = sweeper.load(FOLDER)")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from sweeper.export import predict_file
+
+    rows = predict_file(args.folder, args.input, args.out, args.batch_size, args.force)
+    print(f"Wrote {rows} predictions to {args.out}")
     return 0
 
 

@@ -1,213 +1,138 @@
-"""Exported models: self-contained folders that load anywhere this package is installed.
+"""``sweeper export`` and ``sweeper predict``: take models out of a sweep or the registry, use them.
 
-A folder holds::
-
-    weights.pt      the model's state dict, tensors only (loads with torch.load(weights_only=True))
-    config.json     family, architecture, every hyperparameter, the data context, input spec
-    metrics.json    validation metrics of the exported epoch, test metrics where known, size, latency
-    README.md       a short model card
-    manifest.json   SHA-256 of every other file and the package version
-    model.pt2       optional: torch.export program, for serving without this package
-
-Folders are written to a temporary sibling and renamed into place, so a failed export leaves
-nothing half-written, and an existing non-empty folder is only replaced when asked to.
+From a sweep, the K best trials by a validation metric are exported, each at the checkpoint of
+its best epoch (not its last), found again from the sweep's name alone: the record and Ray's
+results in the storage folder, which works in a later process and from a cluster's shared
+storage. From the registry, the folder that ``promote`` logged with the registered version.
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
-import json
 import logging
-import os
-import shutil
-import tempfile
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-import torch
-from torch import nn
+import numpy as np
 
-from sweeper import __version__
-from trainables.errors import UserError
-from trainables.families import get_family
-from trainables.train_loop import build_model
+from sweeper.model_folder import ExportedModel, ExportError, load, read_config, staged, verify, write_folder
+from sweeper.sweeps import DEFAULT_STORAGE, TrialSummary, load_record, rank_trials, summarise_trials
+from sweeper.tracking import PROMOTION_ARTIFACTS, SweepTracker, check_reachable, default_tracking_uri
+from trainables.data.tables import Schema, read_table, write_table
+from trainables.errors import ConfigError, DataError
+from trainables.families import Family, get_family
+from trainables.train_loop import default_device, load_checkpoint, predict
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS, CONFIG, METRICS, CARD, MANIFEST, PROGRAM = (
-    "weights.pt", "config.json", "metrics.json", "README.md", "manifest.json", "model.pt2",
-)  # fmt: skip
-
-
-class ExportError(UserError):
-    pass
-
-
-class IntegrityError(UserError):
-    """An exported folder does not match its manifest."""
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 
 
 @dataclass(frozen=True)
-class ExportedModel:
-    """What goes into one folder."""
-
-    family: str
-    config: Mapping[str, Any]  # architecture + hyperparameters (+ training settings, for the record)
-    context: Mapping[str, Any]  # what the model knows about the data, incl. ``input_spec``
-    weights: Mapping[str, torch.Tensor]
-    metrics: Mapping[str, Any] = field(default_factory=dict)
-    source: Mapping[str, Any] = field(default_factory=dict)  # sweep, trial, epoch, run ids
+class Exported:
+    path: Path
+    trial_id: str
+    epoch: int
+    value: float
 
 
-def write_folder(model: ExportedModel, out: Path, force: bool = False, program: bool = True) -> Path:
-    """Write ``model`` to ``out`` atomically; refuse a non-empty ``out`` unless ``force``."""
-    out = out.expanduser().resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise ExportError(f"{out} exists and is not empty; choose another --out or pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+def export_sweep(
+    sweep: str, out: Path, top_k: int = 1, metric: str | None = None, mode: str | None = None,
+    storage: str = DEFAULT_STORAGE, force: bool = False,
+) -> list[Exported]:  # fmt: skip
+    """Export the ``top_k`` best trials of ``sweep`` to ``out/rank<N>-<trial>``, atomically."""
+    if top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1, got {top_k}")
+    record = load_record(sweep, storage)
+    family = get_family(record.family)
+    metric, mode = _metric(family, metric, mode)
+    ranked = rank_trials(summarise_trials(record, metric, mode), mode)
+    if not ranked:
+        raise ExportError(f"sweep {sweep!r} has no finished, non-diverged trial with {metric}; nothing to export")
+    if len(ranked) < top_k:
+        logger.warning("sweep %s has only %d usable trials; exporting those", sweep, len(ranked))
+    exported = []
+    with staged(out, force) as staging:
+        for rank, trial in enumerate(ranked[:top_k], start=1):
+            name = f"rank{rank}-{trial.trial_id}"
+            write_folder(_from_checkpoint(trial, family, record.name, metric), staging / name)
+            exported.append(Exported(out.resolve() / name, trial.trial_id, trial.best_epoch, trial.best_value))
+    return exported
+
+
+def _metric(family: Family, metric: str | None, mode: str | None) -> tuple[str, str]:
+    if metric is None:
+        return family.validation_metric, mode or family.mode
+    name = metric.removeprefix("val_")
+    if name not in family.metrics:
+        raise ConfigError(f"unknown metric {metric!r} for {family.name}; choose one of {', '.join(f'val_{m}' for m in family.metrics)}")
+    if mode not in ("min", "max") and name != family.metric:
+        raise ConfigError(f"say whether lower or higher {metric} is better: pass --mode min or --mode max")
+    return f"val_{name}", mode or family.mode
+
+
+def _from_checkpoint(trial: TrialSummary, family: Family, sweep: str, metric: str) -> ExportedModel:
+    from ray.tune import Checkpoint
+
+    checkpoint = Checkpoint(trial.checkpoint_path, filesystem=trial.checkpoint_filesystem)
+    with checkpoint.as_directory() as directory:
+        state = load_checkpoint(Path(directory))
+    if state["epoch"] != trial.best_epoch:  # Ray keeps the best epochs and the last: never confuse them
+        raise ExportError(f"trial {trial.trial_id}: the checkpoint of its best epoch {trial.best_epoch} is gone (found epoch {state['epoch']})")
+    row = trial.history.loc[trial.history["epoch"] == trial.best_epoch].iloc[-1]
+    validation = {key: float(row[key]) for key in row.index if key.startswith("val_") and np.isfinite(row[key])}
+    measured = {key: float(row[key]) for key in ("latency_ms_p50", "latency_ms_p95") if key in row.index}
+    metrics = {"validation": validation, **measured, "test": "not measured: sweeps never see the test split (see sweeper promote)"}
+    source = {"sweep": sweep, "trial": trial.trial_id, "epoch": trial.best_epoch, "selected_by": metric}
+    return ExportedModel(family.name, state["config"], state["context"], state["model"], metrics, source)
+
+
+def export_registered(model_uri: str, out: Path, tracking_uri: str | None = None, force: bool = False) -> Path:
+    """Export the folder logged with a registered version (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``)."""
+    from mlflow.exceptions import MlflowException
+
+    match = MODEL_URI.match(model_uri)
+    if not match:
+        raise ConfigError(f"--model {model_uri!r} is not a model URI; write models:/FAMILY@ALIAS or models:/FAMILY/VERSION")
+    tracking_uri = tracking_uri or default_tracking_uri()
+    check_reachable(tracking_uri)
+    client = SweepTracker(tracking_uri, match["name"]).client
     try:
-        _write_files(model, staging, program)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+        version = (client.get_model_version_by_alias(match["name"], match["alias"]) if match["alias"]
+                   else client.get_model_version(match["name"], match["version"]))  # fmt: skip
+    except MlflowException:
+        raise ExportError(f"{model_uri} is not in the model registry at {tracking_uri}; check the name and alias (run sweeper promote first)") from None
+    with staged(out, force) as staging:
+        try:
+            downloaded = Path(client.download_artifacts(version.run_id, PROMOTION_ARTIFACTS["model_folder"], str(staging)))
+        except (MlflowException, OSError):
+            raise ExportError(f"{model_uri} (run {version.run_id}) has no exported model folder; promote the sweep again") from None
+        verify(downloaded)
+        for item in downloaded.iterdir():
+            item.rename(staging / item.name)
+        downloaded.rmdir()
+    return out.resolve()
 
 
-def _write_files(model: ExportedModel, directory: Path, program: bool) -> None:
-    network = instantiate(model.family, model.config, model.context, model.weights)
-    torch.save({name: tensor.detach().cpu() for name, tensor in model.weights.items()}, directory / WEIGHTS)
-    config = {
-        "family": model.family,
-        "architecture": model.config["architecture"],
-        "config": dict(model.config),
-        "context": dict(model.context),
-        "inputs": model.context.get("input_spec", {}),
-        "outputs": list(get_family(model.family).outputs),
-        "source": dict(model.source),
-    }
-    metrics = {"param_count": sum(p.numel() for p in network.parameters()), **model.metrics}
-    _write_json(directory / CONFIG, config)
-    _write_json(directory / METRICS, metrics)
-    exported = program and _write_program(network, model.context, directory / PROGRAM)
-    (directory / CARD).write_text(model_card(config, metrics, exported))
-    files = sorted(p.name for p in directory.iterdir())
-    _write_json(directory / MANIFEST, {"package": "attention-sweeper", "version": __version__,
-                                       "files": {name: sha256(directory / name) for name in files}})  # fmt: skip
+def predict_file(folder: Path, input_path: Path, out: Path, batch_size: int = 256, force: bool = False) -> int:
+    """Batch inference over a Parquet file in the family's schema; writes one column per output."""
+    config = read_config(folder)
+    family = get_family(config["family"])
+    schema = Schema(tuple(column for column in family.schema.columns if column.name in family.inputs))
+    arrays = read_table(input_path, schema)
+    _check_shapes(arrays, config, input_path)
+    model = load(folder)
+    outputs = predict(model, family, arrays, batch_size, default_device())
+    if out.exists() and not force:
+        raise ExportError(f"{out} exists; choose another --out or pass --force to replace it")
+    write_table(dict(zip(family.outputs, outputs)), out)
+    return len(outputs[0])
 
 
-def _write_program(network: nn.Module, context: Mapping[str, Any], path: Path) -> bool:
-    """torch.export the model for serving without this package; False where it cannot be traced."""
-    example = example_inputs(context, batch=2)
-    dynamic = [{0: torch.export.Dim.AUTO}] * len(example)
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):  # a failed trace prints its whole graph
-            program = torch.export.export(network, example, dynamic_shapes=dynamic)
-        torch.export.save(program, path)
-    except Exception as error:  # noqa: BLE001 - tracing fails in many ways; the folder is complete without it
-        logger.info("no %s: torch.export cannot trace this model (%s)", PROGRAM, type(error).__name__)
-        return False
-    return True
-
-
-def example_inputs(context: Mapping[str, Any], batch: int) -> tuple[torch.Tensor, ...]:
-    """Inputs of the documented shapes and dtypes (zeros; masks all True), for tracing."""
-    tensors = []
-    for spec in context["input_spec"].values():
-        shape = [batch, *spec["shape"][1:]]
-        dtype = getattr(torch, spec["dtype"])
-        tensors.append(torch.ones(shape, dtype=dtype) if dtype == torch.bool else torch.zeros(shape, dtype=dtype))
-    return tuple(tensors)
-
-
-def instantiate(family: str, config: Mapping[str, Any], context: Mapping[str, Any], weights: Mapping[str, torch.Tensor]) -> nn.Module:
-    model = build_model(get_family(family), config, context)
-    model.load_state_dict(weights)
-    return model.eval()
-
-
-def load(directory: str | Path) -> nn.Module:
-    """The exported model in eval mode, after checking every file against the manifest."""
-    directory = Path(directory)
-    verify(directory)
-    config = json.loads((directory / CONFIG).read_text())
-    weights = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
-    return instantiate(config["family"], config["config"], config["context"], weights)
-
-
-def read_config(directory: Path) -> dict[str, Any]:
-    verify(directory)
-    return json.loads((directory / CONFIG).read_text())
-
-
-def verify(directory: Path) -> None:
-    """Raise IntegrityError naming the first missing, extra or altered file."""
-    if not (directory / MANIFEST).is_file():
-        raise IntegrityError(f"{directory} has no {MANIFEST}; it is not an exported model folder (see `sweeper export`)")
-    try:
-        expected = json.loads((directory / MANIFEST).read_text())["files"]
-    except (ValueError, KeyError):
-        raise IntegrityError(f"{directory / MANIFEST} is damaged; export the model again") from None
-    for name, digest in expected.items():
-        path = directory / name
-        if not path.is_file():
-            raise IntegrityError(f"{path} is missing; export the model again")
-        if sha256(path) != digest:
-            raise IntegrityError(f"{path} does not match its SHA-256 in {MANIFEST} (altered or truncated); export the model again")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def model_card(config: Mapping[str, Any], metrics: Mapping[str, Any], program: bool) -> str:
-    hyper = "\n".join(f"| `{k}` | {v} |" for k, v in sorted(config["config"].items()))
-    inputs = "\n".join(f"| `{name}` | {s['dtype']} | {s['shape']} |" for name, s in config["inputs"].items())
-    numbers = "\n".join(f"| `{k}` | {v:.6g} |" if isinstance(v, float) else f"| `{k}` | {v} |" for k, v in sorted(metrics.items()))
-    source = ", ".join(f"{k} `{v}`" for k, v in config["source"].items()) or "not recorded"
-    serving = f"`{PROGRAM}` is a torch.export program: `torch.export.load('{PROGRAM}').module()(*inputs)` needs no attention-sweeper." if program else (
-        "This architecture cannot be traced by torch.export (data-dependent shapes), so there is no `model.pt2`."
-    )
-    return f"""# {config['family']} / {config['architecture']}
-
-Exported by attention-sweeper. Source: {source}.
-
-```python
-import sweeper
-model = sweeper.load("path/to/this/folder")   # checks manifest.json, returns the model in eval mode
-outputs = model(*inputs)                       # outputs: {', '.join(config['outputs'])}
-```
-
-{serving} Batch inference on a Parquet file: `sweeper predict FOLDER --input FILE.parquet --out PRED.parquet`.
-
-## Inputs
-
-| name | dtype | shape |
-|---|---|---|
-{inputs}
-
-## Hyperparameters
-
-| name | value |
-|---|---|
-{hyper}
-
-## Metrics
-
-| name | value |
-|---|---|
-{numbers}
-"""
+def _check_shapes(arrays: dict[str, np.ndarray], config: dict[str, Any], source: Path) -> None:
+    for name, spec in config["inputs"].items():
+        expected = list(spec["shape"][1:])
+        if list(arrays[name].shape[1:]) != expected:
+            raise DataError(
+                f"{source}: column {name!r} has rows of shape {list(arrays[name].shape[1:])}, but the model was trained on {expected}"
+            )

@@ -23,7 +23,7 @@ from search_spaces.promotion import Policy
 from sweeper import report as reports
 from sweeper.cluster import start_ray
 from sweeper.decision import Interval, ModelEvidence, Verdict, bootstrap_relative_gain, decide
-from sweeper.export import PROGRAM, ExportedModel, instantiate, write_folder
+from sweeper.model_folder import PROGRAM, ExportedModel, instantiate, write_folder
 from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, TrialSummary, load_record, rank_trials, summarise_trials
 from sweeper.tracking import PROMOTION_ARTIFACTS, SweepTracker, check_reachable
 from trainables.data import DataSplits

@@ -6,8 +6,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 SMOKE_TRIALS = 4
 
@@ -37,3 +39,21 @@ def smoke_sweep(tmp_path_factory) -> Sweep:
                         "--name", "smoke-sweep", "--seed", "1")  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     return Sweep(workdir, "smoke-sweep", completed.stdout)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    stdout: str
+    run: Any  # the MLflow promotion run
+    parent: Any  # the sweep's parent run
+
+
+@pytest.fixture(scope="session")
+def promoted(smoke_sweep) -> Promotion:
+    completed = sweeper(smoke_sweep.workdir, "promote", smoke_sweep.name, "--seeds", "3", "--epochs", "1")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    client = MlflowClient(smoke_sweep.tracking_uri)
+    experiment = client.get_experiment_by_name("localization")
+    (run,) = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'promotion'")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'sweep'")
+    return Promotion(completed.stdout, run, parent)

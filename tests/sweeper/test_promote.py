@@ -11,26 +11,20 @@ ALIASES = {"promote": "champion", "keep_experimental": "challenger", "demote": N
 
 
 @pytest.fixture(scope="module")
-def promoted(smoke_sweep):
-    completed = sweeper(smoke_sweep.workdir, "promote", smoke_sweep.name, "--seeds", "3", "--epochs", "1")
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    client = MlflowClient(smoke_sweep.tracking_uri)
-    experiment = client.get_experiment_by_name("localization")
-    (run,) = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'promotion'")
-    (parent,) = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'sweep'")
-    return client, run, parent, completed.stdout
+def client(smoke_sweep):
+    return MlflowClient(smoke_sweep.tracking_uri)
 
 
 def test_prints_the_verdict_and_every_criterion(promoted):
-    _, run, _, stdout = promoted
+    run, stdout = promoted.run, promoted.stdout
     verdict = run.data.tags["sweeper.verdict"]
     assert f"Promotion of sweep smoke-sweep: {verdict.upper()}" in stdout
     for criterion in ("no divergence", "stability probe", "clearly better", "enough seeds", "latency budget", "generalization gap"):
         assert criterion in stdout
 
 
-def test_promotion_run_is_nested_under_the_sweep_with_per_seed_metrics(promoted):
-    client, run, parent, _ = promoted
+def test_promotion_run_is_nested_under_the_sweep_with_per_seed_metrics(promoted, client):
+    run, parent = promoted.run, promoted.parent
     assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id and run.info.status == "FINISHED"
     assert run.data.tags["sweeper.verdict"] in ALIASES and run.data.tags["sweeper.baseline"] == "heimdall_net"
     for model in ("candidate", "heimdall_net"):
@@ -40,8 +34,8 @@ def test_promotion_run_is_nested_under_the_sweep_with_per_seed_metrics(promoted)
     assert run.data.tags["sweeper.criterion.clearly_better"] in ("pass", "fail")
 
 
-def test_report_and_exported_candidate_are_artifacts(promoted):
-    client, run, _, _ = promoted
+def test_report_and_exported_candidate_are_artifacts(promoted, client):
+    run = promoted.run
     report = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
     expected = {"report.md", "report.html", "comparison.png", "learning_curves.png", "error_cdf.png", "calibration.png"}
     assert {f"report/{name}" for name in expected} <= report
@@ -49,8 +43,8 @@ def test_report_and_exported_candidate_are_artifacts(promoted):
     assert {"exported_model/weights.pt", "exported_model/manifest.json"} <= folder
 
 
-def test_candidate_is_registered_with_the_verdict_as_alias(promoted):
-    client, run, _, _ = promoted
+def test_candidate_is_registered_with_the_verdict_as_alias(promoted, client):
+    run = promoted.run
     (version,) = client.search_model_versions("name = 'localization'")
     assert version.run_id == run.info.run_id and version.tags["sweeper.verdict"] == run.data.tags["sweeper.verdict"]
     alias = ALIASES[run.data.tags["sweeper.verdict"]]

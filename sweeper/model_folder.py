@@ -1,0 +1,228 @@
+"""Exported model folders: self-contained, verifiable, loadable anywhere this package is installed.
+
+A folder holds::
+
+    weights.pt      the model's state dict, tensors only (loads with torch.load(weights_only=True))
+    config.json     family, architecture, every hyperparameter, the data context, input spec
+    metrics.json    validation metrics of the exported epoch, test metrics where known, size, latency
+    README.md       a short model card
+    manifest.json   SHA-256 of every other file and the package version
+    model.pt2       optional: torch.export program, for serving without this package
+
+Folders are written to a temporary sibling and renamed into place, so a failed export leaves
+nothing half-written, and an existing non-empty folder is only replaced when asked to.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from sweeper import __version__
+from trainables.errors import UserError
+from trainables.families import get_family
+from trainables.train_loop import build_model
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS, CONFIG, METRICS, CARD, MANIFEST, PROGRAM = (
+    "weights.pt", "config.json", "metrics.json", "README.md", "manifest.json", "model.pt2",
+)  # fmt: skip
+
+
+class ExportError(UserError):
+    pass
+
+
+class IntegrityError(UserError):
+    """An exported folder does not match its manifest."""
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """What goes into one folder."""
+
+    family: str
+    config: Mapping[str, Any]  # architecture + hyperparameters (+ training settings, for the record)
+    context: Mapping[str, Any]  # what the model knows about the data, incl. ``input_spec``
+    weights: Mapping[str, torch.Tensor]
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    source: Mapping[str, Any] = field(default_factory=dict)  # sweep, trial, epoch, run ids
+
+
+def write_folder(model: ExportedModel, out: Path, force: bool = False) -> Path:
+    """Write ``model`` to ``out`` atomically; refuse a non-empty ``out`` unless ``force``."""
+    with staged(out, force) as staging:
+        _write_files(model, staging)
+    return out.expanduser().resolve()
+
+
+@contextlib.contextmanager
+def staged(out: Path, force: bool) -> Iterator[Path]:
+    """A fresh folder to fill, renamed to ``out`` on success and removed on any failure."""
+    out = out.expanduser().resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise ExportError(f"{out} exists and is not empty; choose another --out or pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        yield staging
+        for folder in (staging, *(p for p in staging.rglob("*") if p.is_dir())):
+            folder.chmod(0o777 & ~_umask())  # mkdtemp makes private folders; exports are shared
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_files(model: ExportedModel, directory: Path) -> None:
+    network = instantiate(model.family, model.config, model.context, model.weights)
+    torch.save({name: tensor.detach().cpu() for name, tensor in model.weights.items()}, directory / WEIGHTS)
+    config = {
+        "family": model.family,
+        "architecture": model.config["architecture"],
+        "config": dict(model.config),
+        "context": dict(model.context),
+        "inputs": model.context.get("input_spec", {}),
+        "outputs": list(get_family(model.family).outputs),
+        "source": dict(model.source),
+    }
+    metrics = {"param_count": sum(p.numel() for p in network.parameters()), **model.metrics}
+    _write_json(directory / CONFIG, config)
+    _write_json(directory / METRICS, metrics)
+    exported = _write_program(network, model.context, directory / PROGRAM)
+    (directory / CARD).write_text(model_card(config, metrics, exported))
+    files = sorted(p.name for p in directory.iterdir())
+    _write_json(directory / MANIFEST, {"package": "attention-sweeper", "version": __version__,
+                                       "files": {name: sha256(directory / name) for name in files}})  # fmt: skip
+
+
+def _write_program(network: nn.Module, context: Mapping[str, Any], path: Path) -> bool:
+    """torch.export the model for serving without this package; False where it cannot be traced."""
+    example = example_inputs(context, batch=2)
+    dynamic = [{0: torch.export.Dim.AUTO}] * len(example)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # a failed trace prints its whole graph
+            program = torch.export.export(network, example, dynamic_shapes=dynamic)
+        torch.export.save(program, path)
+    except Exception as error:  # noqa: BLE001 - tracing fails in many ways; the folder is complete without it
+        logger.info("no %s: torch.export cannot trace this model (%s)", PROGRAM, type(error).__name__)
+        return False
+    return True
+
+
+def example_inputs(context: Mapping[str, Any], batch: int) -> tuple[torch.Tensor, ...]:
+    """Inputs of the documented shapes and dtypes (zeros; masks all True), for tracing."""
+    tensors = []
+    for spec in context["input_spec"].values():
+        shape = [batch, *spec["shape"][1:]]
+        dtype = getattr(torch, spec["dtype"])
+        tensors.append(torch.ones(shape, dtype=dtype) if dtype == torch.bool else torch.zeros(shape, dtype=dtype))
+    return tuple(tensors)
+
+
+def instantiate(family: str, config: Mapping[str, Any], context: Mapping[str, Any], weights: Mapping[str, torch.Tensor]) -> nn.Module:
+    model = build_model(get_family(family), config, context)
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+def load(directory: str | Path) -> nn.Module:
+    """The exported model in eval mode, after checking every file against the manifest."""
+    directory = Path(directory)
+    verify(directory)
+    config = json.loads((directory / CONFIG).read_text())
+    weights = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
+    return instantiate(config["family"], config["config"], config["context"], weights)
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    verify(directory)
+    return json.loads((directory / CONFIG).read_text())
+
+
+def verify(directory: Path) -> None:
+    """Raise IntegrityError naming the first missing, extra or altered file."""
+    if not (directory / MANIFEST).is_file():
+        raise IntegrityError(f"{directory} has no {MANIFEST}; it is not an exported model folder (see `sweeper export`)")
+    try:
+        expected = json.loads((directory / MANIFEST).read_text())["files"]
+    except (ValueError, KeyError):
+        raise IntegrityError(f"{directory / MANIFEST} is damaged; export the model again") from None
+    for name, digest in expected.items():
+        path = directory / name
+        if not path.is_file():
+            raise IntegrityError(f"{path} is missing; export the model again")
+        if sha256(path) != digest:
+            raise IntegrityError(f"{path} does not match its SHA-256 in {MANIFEST} (altered or truncated); export the model again")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def model_card(config: Mapping[str, Any], metrics: Mapping[str, Any], program: bool) -> str:
+    hyper = "\n".join(f"| `{k}` | {v} |" for k, v in sorted(config["config"].items()))
+    inputs = "\n".join(f"| `{name}` | {s['dtype']} | {s['shape']} |" for name, s in config["inputs"].items())
+    numbers = "\n".join(f"| `{k}` | {v:.6g} |" if isinstance(v, float) else f"| `{k}` | {v} |" for k, v in sorted(metrics.items()))
+    source = ", ".join(f"{k} `{v}`" for k, v in config["source"].items()) or "not recorded"
+    serving = f"`{PROGRAM}` is a torch.export program: `torch.export.load('{PROGRAM}').module()(*inputs)` needs no attention-sweeper." if program else (
+        "This architecture cannot be traced by torch.export (data-dependent shapes), so there is no `model.pt2`."
+    )
+    return f"""# {config['family']} / {config['architecture']}
+
+Exported by attention-sweeper. Source: {source}.
+
+```python
+import sweeper
+model = sweeper.load("path/to/this/folder")   # checks manifest.json, returns the model in eval mode
+outputs = model(*inputs)                       # outputs: {', '.join(config['outputs'])}
+```
+
+{serving} Batch inference on a Parquet file: `sweeper predict FOLDER --input FILE.parquet --out PRED.parquet`.
+
+## Inputs
+
+| name | dtype | shape |
+|---|---|---|
+{inputs}
+
+## Hyperparameters
+
+| name | value |
+|---|---|
+{hyper}
+
+## Metrics
+
+| name | value |
+|---|---|
+{numbers}
+"""
