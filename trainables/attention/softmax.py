@@ -17,14 +17,33 @@ def softmax_attention(
     """(B, h, N, d) queries, keys, values; ``mask`` (B, N) True for real keys -> (B, h, N, d)."""
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    tokens = q.shape[-2]
-    # Each token may always see itself: a query whose visible keys are all masked (padding
-    # before the first real token under a causal mask) then gets a finite output, not NaN.
-    itself = torch.eye(tokens, dtype=torch.bool, device=q.device)
-    visible = mask[:, None, None, :] | itself  # (B, 1, N, N)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=visible_keys(mask, q.shape[-2], causal, q.device))
+
+
+def visible_keys(
+    mask: torch.Tensor | None,
+    tokens: int,
+    causal: bool,
+    device: torch.device | None = None,
+    queries: slice = slice(None),
+    keys: slice = slice(None),
+) -> torch.Tensor | None:
+    """Which keys each query may see: (B or 1, 1, n, m) bool, or None when every key is visible.
+
+    The rule every exact mechanism shares. Each token may always see itself: a query whose
+    visible keys are all masked (padding before the first real token under a causal mask) then
+    gets a finite output, not NaN. ``queries`` and ``keys`` select a block of the N x N rule, so
+    a tiled kernel can build one tile of it without the rest.
+    """
+    if mask is None and not causal:
+        return None
+    positions = torch.arange(tokens, device=device)
+    query_positions, key_positions = positions[queries, None], positions[keys]  # (n, 1), (m,)
+    real = torch.ones(1, tokens, dtype=torch.bool, device=device) if mask is None else mask  # (B or 1, N)
+    visible = real[:, None, None, keys] | (key_positions == query_positions)  # (B or 1, 1, n, m)
     if causal:
-        visible = visible & torch.ones(tokens, tokens, dtype=torch.bool, device=q.device).tril()
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
+        visible = visible & (key_positions <= query_positions)
+    return visible
 
 
 class MultiHeadProjections(nn.Module):
