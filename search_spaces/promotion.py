@@ -60,6 +60,7 @@ def load_promotion(
     architectures: Sequence[str],
     hyperparameters: Callable[[str], Iterable[str]],
     training_hyperparameters: Iterable[str],
+    required_training: Iterable[str],
     metrics: Sequence[str],
 ) -> Promotion:
     """Read and validate a family's baselines and policy; raise SearchSpaceError naming the key."""
@@ -76,14 +77,14 @@ def load_promotion(
     baselines = document.get("baselines")
     if not isinstance(baselines, dict) or not baselines:
         raise fail("baselines", "expected a non-empty mapping of baseline name to its config")
-    training = tuple(training_hyperparameters)
+    training, required = tuple(training_hyperparameters), tuple(required_training)
     for name, config in baselines.items():
-        _check_baseline(f"baselines.{name}", config, architectures, hyperparameters, training, fail)
+        _check_baseline(f"baselines.{name}", config, architectures, hyperparameters, training, required, fail)
     policy = _parse_policy(document.get("policy"), metrics, fail)
     return Promotion(source, {str(k): dict(v) for k, v in baselines.items()}, policy)
 
 
-def _check_baseline(key: str, config: Any, architectures, hyperparameters, training: tuple[str, ...], fail) -> None:
+def _check_baseline(key: str, config: Any, architectures, hyperparameters, training, required, fail) -> None:
     if not isinstance(config, dict):
         raise fail(key, "expected a mapping of hyperparameter to a fixed value")
     architecture = config.get("architecture")
@@ -93,7 +94,7 @@ def _check_baseline(key: str, config: Any, architectures, hyperparameters, train
     unknown = sorted(set(config) - accepted)
     if unknown:
         raise fail(f"{key}.{unknown[0]}", f"{architecture} does not take it; known: {', '.join(sorted(accepted))}")
-    missing = [name for name in training if name not in config]
+    missing = [name for name in required if name not in config]
     if missing:
         raise fail(key, f"missing {', '.join(missing)}; a baseline fixes every training setting")
 

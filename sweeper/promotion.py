@@ -29,7 +29,15 @@ from sweeper.tracking import PROMOTION_ARTIFACTS, SweepTracker, check_reachable
 from trainables.data import DataSplits
 from trainables.errors import ConfigError, UserError
 from trainables.families import Family, get_family
-from trainables.train_loop import RetrainResult, TrainSettings, batch1_latencies, build_model, retrain_and_test, stability_probe
+from trainables.train_loop import (
+    RetrainResult,
+    TrainSettings,
+    batch1_latencies,
+    build_model,
+    forward,
+    retrain_and_test,
+    stability_probe,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -321,6 +329,6 @@ def _register(tracker, run_id, plan, context, weights, data, verdict, traceable:
     model = instantiate(plan.family.name, plan.models[CANDIDATE], context, weights)
     example = tuple(data.test[name][:2] for name in plan.family.inputs)
     with torch.no_grad():
-        outputs = model(*(torch.from_numpy(a) for a in example))
+        outputs = forward(model, plan.family, {name: torch.from_numpy(a) for name, a in zip(plan.family.inputs, example)})
     version = tracker.log_model(run_id, model, plan.family.inputs, example, plan.family.outputs, [o.numpy() for o in outputs], traceable)
     return version, tracker.record_verdict(version, verdict.decision)

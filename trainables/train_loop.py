@@ -22,7 +22,7 @@ from torch import nn
 
 from trainables.data import DataSplits
 from trainables.data.tables import Arrays
-from trainables.families import TRAINING_HYPERPARAMETERS, Family, get_family
+from trainables.families import Family, get_family
 from trainables.models import create_model
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,9 @@ def train(
 
     for epoch in range(start_epoch + 1, settings.epochs + 1):
         batches = iterate_batches(data.train, family, int(config["batch_size"]), device, seed * 100_003 + epoch)
+        if family.augment is not None:
+            generator = torch.Generator(device).manual_seed(seed * 100_003 + epoch)
+            batches = (family.augment(batch, config, generator) for batch in batches)
         progress = train_epoch(model, family, optimizer, batches, settings.max_grad_norm)
         metrics = {"epoch": epoch, **progress, "learning_rate": optimizer.param_groups[0]["lr"], **constants}
         if not math.isfinite(progress["train_loss"]):
@@ -106,7 +109,7 @@ def default_device() -> torch.device:
 
 def build_model(family: Family, config: Mapping[str, Any], context: Mapping[str, Any]) -> nn.Module:
     """The model a trial config describes: every key but the training settings is a hyperparameter."""
-    hyper = {k: v for k, v in config.items() if k not in TRAINING_HYPERPARAMETERS and k not in ("architecture", "seed")}
+    hyper = {k: v for k, v in config.items() if k not in family.training_settings and k not in ("architecture", "seed")}
     return create_model(family.name, config["architecture"], context, **hyper)
 
 
@@ -195,6 +198,12 @@ def iterate_batches(
         yield {name: torch.from_numpy(array[index]).to(device) for name, array in arrays.items()}
 
 
+def forward(model: nn.Module, family: Family, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """The model's outputs on a batch, always as a tuple in ``family.outputs`` order."""
+    outputs = model(*(batch[name] for name in family.inputs))
+    return outputs if isinstance(outputs, tuple) else (outputs,)
+
+
 def train_epoch(
     model: nn.Module,
     family: Family,
@@ -206,7 +215,7 @@ def train_epoch(
     model.train()
     losses, norms, nonfinite = [], [], 0
     for batch in batches:
-        loss = family.loss(model(*(batch[name] for name in family.inputs)), batch)
+        loss = family.loss(forward(model, family, batch), batch)
         if not torch.isfinite(loss):
             return {"train_loss": float("nan"), "grad_norm": float("nan"), "nonfinite_count": nonfinite + 1}
         optimizer.zero_grad(set_to_none=True)
@@ -229,7 +238,7 @@ def train_epoch(
 def predict(model: nn.Module, family: Family, arrays: Arrays, batch_size: int, device: torch.device) -> list[np.ndarray]:
     """Model outputs over every row of ``arrays``, one array per output."""
     model.eval()
-    outputs = [model(*(batch[name] for name in family.inputs)) for batch in iterate_batches(arrays, family, batch_size, device)]
+    outputs = [forward(model, family, batch) for batch in iterate_batches(arrays, family, batch_size, device)]
     return [torch.cat(parts).cpu().numpy() for parts in zip(*outputs)]
 
 

@@ -16,7 +16,7 @@ def load(tmp_path, document):
     path = tmp_path / "promotion.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return load_promotion(path, "localization", FAMILY.architectures(), lambda a: model_hyperparameters("localization", a),
-                          TRAINING_HYPERPARAMETERS, FAMILY.metrics)  # fmt: skip
+                          TRAINING_HYPERPARAMETERS, TRAINING_HYPERPARAMETERS, FAMILY.metrics)  # fmt: skip
 
 
 def test_the_family_file_loads():

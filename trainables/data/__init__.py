@@ -5,6 +5,7 @@ Nothing here is seen by a model directly: the trainable receives the arrays of a
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from trainables.data.tables import Arrays, Schema, read_table, write_table
-from trainables.errors import DataError
+from trainables.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +75,22 @@ def split_by_group(arrays: Arrays, groups: np.ndarray, seed: int, source: str) -
     Whole groups are assigned by SPLIT_FRACTIONS of the groups, so no group leaks from the
     training data into validation or test.
     """
-    names = np.unique(groups)
+    assigned = assign_groups(np.unique(groups), seed, source)
+    return _take(arrays, *(np.flatnonzero(np.isin(groups, members)) for members in assigned), source)
+
+
+def assign_groups(names: np.ndarray, seed: int, source: str, weights: np.ndarray | None = None) -> list[np.ndarray]:
+    """Seeded assignment of whole groups to train / validation / test, each split getting at least one.
+
+    The shuffled groups are cut by SPLIT_FRACTIONS of their number, or, with ``weights`` (one per
+    name: its rows, its characters), of their total weight, so that splits of groups of very
+    different sizes still hold about SPLIT_FRACTIONS of the data.
+    """
     if len(names) < len(SPLITS):
         raise DataError(f"{source}: {len(names)} groups cannot be split into {', '.join(SPLITS)}; give at least 3")
-    assigned = np.split(np.random.default_rng(seed).permutation(names), _cuts(len(names)))
-    return _take(arrays, *(np.flatnonzero(np.isin(groups, members)) for members in assigned), source)
+    order = np.random.default_rng(seed).permutation(len(names))
+    cuts = _cuts(len(names)) if weights is None else _weighted_cuts(np.asarray(weights, dtype=float)[order])
+    return np.split(np.asarray(names)[order], cuts)
 
 
 def split_by_column(arrays: Arrays, labels: np.ndarray, source: str) -> DataSplits:
@@ -94,19 +106,49 @@ def split_by_column(arrays: Arrays, labels: np.ndarray, source: str) -> DataSpli
     return _take(arrays, *indices, source)
 
 
-def read_user_table(path: Path, schema: Schema, seed: int) -> DataSplits:
-    """A user's Parquet file: validated, split by its ``split`` column if it has one, else randomly."""
+def read_user_table(path: Path, schema: Schema, seed: int, group: str | None = None) -> DataSplits:
+    """A user's Parquet file: validated, split by its ``split`` column if it has one, else by the
+    ``group`` column (whole groups, e.g. subjects, per split) if the family names one, else randomly."""
     arrays = read_table(path, schema, extra=("split",))
     labels = arrays.pop("split", None)
     if labels is not None:
         return split_by_column(arrays, labels, str(path))
+    if group is not None:
+        return split_by_group(arrays, arrays[group], seed, str(path))
     return split_random(arrays, seed, str(path))
+
+
+def simulated(
+    prefix: str, settings_type: type, version: int, simulate: Callable[[object], Arrays], schema: Schema, settings: Mapping[str, object]
+) -> tuple[Arrays, Path]:
+    """A simulated data set from the Parquet cache, keyed by every setting and the simulator's version.
+
+    ``settings`` are checked first: an unknown name or an unusable value (the dataclass's
+    ``problems()``) is refused with a message naming it.
+    """
+    fields = {f.name for f in dataclasses.fields(settings_type)}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise ConfigError(f"unknown {prefix} simulator setting {unknown[0]!r}; known: {', '.join(sorted(fields))}")
+    simulation = settings_type(**settings)
+    problems = simulation.problems()
+    if problems:
+        raise DataError(f"{prefix} simulator settings: {problems[0]}")
+    return cached(prefix, {"version": version, **dataclasses.asdict(simulation)}, lambda: simulate(simulation), schema)
 
 
 def _cuts(count: int) -> np.ndarray:
     """Where to cut ``count`` shuffled items into SPLIT_FRACTIONS, each split keeping at least one."""
     cuts = np.round(np.cumsum(SPLIT_FRACTIONS)[:-1] * count).astype(int)
     return np.clip(cuts, [1, 2], [count - 2, count - 1])
+
+
+def _weighted_cuts(weights: np.ndarray) -> np.ndarray:
+    """Where the running share of ``weights`` first reaches each SPLIT_FRACTIONS boundary."""
+    share = np.cumsum(weights) / weights.sum()
+    first, second = np.searchsorted(share, np.cumsum(SPLIT_FRACTIONS)[:-1]) + 1
+    first = min(max(first, 1), len(weights) - 2)  # a heavy group may cross both boundaries:
+    return np.array([first, min(max(second, first + 1), len(weights) - 1)])  # validation still gets one
 
 
 def _take(arrays: Arrays, train: np.ndarray, validation: np.ndarray, test: np.ndarray, source: str) -> DataSplits:

@@ -23,7 +23,10 @@ from trainables.models import architectures, model_hyperparameters
 # Hyperparameters the generic trainable consumes itself; every other one goes to the model.
 TRAINING_HYPERPARAMETERS = ("learning_rate", "weight_decay", "batch_size")
 
-_MODULES = {"localization": "trainables.families.localization"}
+_MODULES = {
+    "localization": "trainables.families.localization",
+    "response_time": "trainables.families.response_time",
+}
 
 
 class UnknownFamilyError(UserError):
@@ -61,12 +64,23 @@ class Family:
     evaluate: Callable[[Sequence[np.ndarray], Arrays], dict[str, float]]
     # optional non-learned reference: split arrays -> its metrics, reported next to the networks
     reference: Callable[[Arrays], dict[str, float]] | None = None
+    # optional training-time augmentations: (train batch, config, generator) -> batch; the config
+    # keys they read are listed in ``augmentations`` so search spaces may set them
+    augment: Callable[[dict[str, torch.Tensor], Mapping[str, Any], torch.Generator], dict[str, torch.Tensor]] | None = None
+    augmentations: tuple[str, ...] = ()
+    # the column whose values must not be shared between splits (e.g. subjects), if any
+    group: str | None = None
     # optional diagnostics for the promotion report: (model -> seeds -> outputs, test targets) -> figures
     plots: Callable[[Mapping[str, Sequence[Sequence[np.ndarray]]], Arrays], dict[str, Any]] | None = None
 
     @property
     def validation_metric(self) -> str:
         return f"val_{self.metric}"
+
+    @property
+    def training_settings(self) -> tuple[str, ...]:
+        """Config keys the training loop consumes itself; every other one is a model hyperparameter."""
+        return TRAINING_HYPERPARAMETERS + self.augmentations
 
     def architectures(self) -> tuple[str, ...]:
         return architectures(self.name)
@@ -78,7 +92,7 @@ class Family:
             self.name,
             self.architectures(),
             lambda architecture: model_hyperparameters(self.name, architecture),
-            TRAINING_HYPERPARAMETERS,
+            self.training_settings,
         )
 
     def context(self, train: Arrays) -> dict[str, Any]:
@@ -93,6 +107,7 @@ class Family:
             self.name,
             self.architectures(),
             lambda architecture: model_hyperparameters(self.name, architecture),
+            self.training_settings,
             TRAINING_HYPERPARAMETERS,
             self.metrics,
         )

@@ -8,7 +8,6 @@ Reference: least-squares multilateration, no learning.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -16,10 +15,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from trainables.data import DataSplits, cached, read_user_table, split_random
+from trainables.data import DataSplits, read_user_table, simulated, split_random
 from trainables.data.rf_simulation import FEATURE_NAMES, SIMULATOR_VERSION, RFSimulation, simulate
 from trainables.data.tables import Arrays, Column, Schema
-from trainables.errors import ConfigError, DataError
+from trainables.errors import DataError
 from trainables.families import Family, Preset
 from trainables.models.multilateration import multilaterate
 
@@ -47,22 +46,8 @@ def load_data(settings: Mapping[str, Any], path: Path | None, seed: int) -> Data
         for arrays in (splits.train, splits.validation, splits.test):
             _check_receivers(arrays, str(path))
         return splits
-    simulation = _simulation(settings)
-    key = {"version": SIMULATOR_VERSION, **dataclasses.asdict(simulation)}
-    arrays, cache_path = cached("localization", key, lambda: simulate(simulation), SCHEMA)
-    return split_random(arrays, simulation.seed, f"simulated RF captures ({cache_path.name})")
-
-
-def _simulation(settings: Mapping[str, Any]) -> RFSimulation:
-    fields = {f.name for f in dataclasses.fields(RFSimulation)}
-    unknown = sorted(set(settings) - fields)
-    if unknown:
-        raise ConfigError(f"unknown simulator setting {unknown[0]!r}; known: {', '.join(sorted(fields))}")
-    simulation = RFSimulation(**settings)
-    problems = simulation.problems()
-    if problems:
-        raise DataError(f"RF simulator settings: {problems[0]}")
-    return simulation
+    arrays, cache_path = simulated("localization", RFSimulation, SIMULATOR_VERSION, simulate, SCHEMA, settings)
+    return split_random(arrays, seed, f"simulated RF captures ({cache_path.name})")
 
 
 def _check_receivers(arrays: Arrays, source: str) -> None:

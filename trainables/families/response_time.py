@@ -1,0 +1,122 @@
+"""Response time: how fast did the subject answer, from one EEG trial?
+
+Data: simulated EEG trials (trainables/data/eeg_simulation.py) or a user's Parquet file with the
+columns of SCHEMA; subjects never cross splits, so the test split measures generalisation to new
+people. Models: the six CNNs of the EEG seeds, with and without attention. Loss: mean squared
+error in seconds. Main metric: NRMSE = RMSE / standard deviation of the split's response times
+(the seeds' metric: 1.0 is as good as predicting the mean); also RMSE and Pearson r.
+
+Augmentations (the seed's "Phase 2", each a searchable switch, applied to training batches only):
+  time_shift       shift each trial by up to 50 ms (zero-filled). Small on purpose: the P300
+                   latency carries the response time, so larger shifts would blur the label.
+  channel_dropout  zero 10% of the channels of each trial (electrodes that came loose)
+  gaussian_noise   add white noise of 10% of the trial's RMS amplitude
+  mixup            convex combinations of trial pairs and of their response times (Beta(0.2, 0.2))
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from trainables.data import DataSplits, read_user_table, simulated, split_by_group
+from trainables.data.eeg_simulation import CHANNELS, SIMULATOR_VERSION, EEGSimulation, simulate
+from trainables.data.tables import Arrays, Column, Schema
+from trainables.families import Family, Preset
+
+SCHEMA = Schema(
+    (
+        Column("eeg", "float32", (CHANNELS, "T"), "EEG in microvolts, 129 channels x T samples at 100 Hz"),
+        Column("response_time", "float32", (), "target: response time in seconds"),
+        Column("subject", "int64", (), "subject id: all trials of a subject stay in one split"),
+    )
+)
+
+PRESETS = {
+    "smoke": Preset(trials=3, epochs=2, data={"n_subjects": 6, "trials_per_subject": 8}),
+    "quick": Preset(trials=8, epochs=8, data={"n_subjects": 30, "trials_per_subject": 30}),
+    "default": Preset(trials=32, epochs=40, data={"n_subjects": 60, "trials_per_subject": 50}),
+}
+MAX_SHIFT_SAMPLES, CHANNEL_DROPOUT, NOISE_FRACTION, MIXUP_ALPHA = 5, 0.1, 0.1, 0.2
+
+
+def load_data(settings: Mapping[str, Any], path: Path | None, seed: int) -> DataSplits:
+    if path is not None:
+        return read_user_table(path, SCHEMA, seed, group="subject")
+    arrays, cache_path = simulated("response_time", EEGSimulation, SIMULATOR_VERSION, simulate, SCHEMA, settings)
+    return split_by_group(arrays, arrays["subject"], seed, f"simulated EEG trials ({cache_path.name})")
+
+
+def model_context(train: Arrays) -> dict[str, Any]:
+    target = train["response_time"]
+    return {
+        "eeg_scale": float(max(train["eeg"].std(), 1e-6)),
+        "target_mean": float(target.mean()),
+        "target_std": float(max(target.std(), 1e-6)),
+    }
+
+
+def loss(outputs: Sequence[torch.Tensor], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    (prediction,) = outputs
+    return F.mse_loss(prediction, batch["response_time"])
+
+
+def evaluate(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, float]:
+    (prediction,) = outputs
+    target = arrays["response_time"].astype(np.float64)
+    rmse = float(np.sqrt(np.mean((prediction - target) ** 2)))
+    spread = float(target.std())
+    pearson = float(np.corrcoef(prediction, target)[0, 1]) if len(target) > 1 and prediction.std() > 0 and spread > 0 else 0.0
+    return {"nrmse": rmse / spread if spread > 0 else float("inf"), "rmse_s": rmse, "pearson_r": pearson}
+
+
+def augment(batch: dict[str, torch.Tensor], config: Mapping[str, Any], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    eeg, target = batch["eeg"], batch["response_time"]  # (B, C, T), (B,)
+    if config.get("time_shift"):
+        eeg = _shift(eeg, generator)
+    if config.get("channel_dropout"):
+        keep = torch.rand(eeg.shape[:2], generator=generator, device=eeg.device) >= CHANNEL_DROPOUT
+        eeg = eeg * keep.unsqueeze(-1)
+    if config.get("gaussian_noise"):
+        rms = eeg.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
+        eeg = eeg + NOISE_FRACTION * rms * torch.randn(eeg.shape, generator=generator, device=eeg.device)
+    if config.get("mixup"):
+        weight = torch.distributions.Beta(MIXUP_ALPHA, MIXUP_ALPHA).sample((len(eeg),)).to(eeg.device)
+        partner = torch.randperm(len(eeg), generator=generator, device=eeg.device)
+        eeg = weight.view(-1, 1, 1) * eeg + (1 - weight.view(-1, 1, 1)) * eeg[partner]
+        target = weight * target + (1 - weight) * target[partner]
+    return {**batch, "eeg": eeg, "response_time": target}
+
+
+def _shift(eeg: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each trial moved by its own whole number of samples in [-MAX, MAX], zero-filled."""
+    samples = eeg.shape[-1]
+    shifts = torch.randint(-MAX_SHIFT_SAMPLES, MAX_SHIFT_SAMPLES + 1, (len(eeg), 1), generator=generator, device=eeg.device)
+    source = torch.arange(samples, device=eeg.device) - shifts  # (B, T): where each output sample comes from
+    inside = (source >= 0) & (source < samples)
+    gathered = eeg.gather(-1, source.clamp(0, samples - 1).unsqueeze(1).expand_as(eeg))
+    return gathered * inside.unsqueeze(1)
+
+
+FAMILY = Family(
+    name="response_time",
+    description="response time from one EEG trial (the EEG seeds' CNNs with multi-head, sparse, channel and temporal attention)",
+    metric="nrmse",
+    mode="min",
+    schema=SCHEMA,
+    inputs=("eeg",),
+    targets=("response_time",),
+    outputs=("response_time",),
+    metrics=("nrmse", "rmse_s", "pearson_r"),
+    presets=PRESETS,
+    load_data=load_data,
+    model_context=model_context,
+    loss=loss,
+    evaluate=evaluate,
+    augment=augment,
+    augmentations=("time_shift", "channel_dropout", "gaussian_noise", "mixup"),
+    group="subject",
+)
