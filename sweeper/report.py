@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # files only: never open a window, work without a display
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torch import nn  # noqa: E402
 
 from sweeper.decision import ModelEvidence, Verdict  # noqa: E402
@@ -141,15 +142,16 @@ def attention_plots(model: nn.Module, inputs: Sequence[torch.Tensor], samples: i
     figures = {}
     for name, (x, mask, *_) in ((n, captured[n]) for n in weights):
         count = min(samples, len(x))
-        figure, axes = plt.subplots(1, count, figsize=(3.2 * count, 3), squeeze=False)
+        figure, axes = plt.subplots(1, count, figsize=(4 * count, 3.6), squeeze=False, layout="constrained")
         for index in range(count):
             keep = mask[index] if mask is not None else torch.ones(x.shape[1], dtype=torch.bool)
             matrix = weights[name][index].mean(0)[keep][:, keep].cpu().numpy()
             image = axes[0, index].imshow(matrix, cmap="viridis", vmin=0)
             axes[0, index].set_title(f"sample {index}: {int(keep.sum())} tokens")
-            axes[0, index].set_xlabel("key")
-            axes[0, index].set_ylabel("query")
-            figure.colorbar(image, ax=axes[0, index], fraction=0.046)
+            axes[0, index].set(xlabel="key token", ylabel="query token")
+            for axis in (axes[0, index].xaxis, axes[0, index].yaxis):
+                axis.set_major_locator(MaxNLocator(integer=True))
+            figure.colorbar(image, ax=axes[0, index], shrink=0.8)
         figure.suptitle(f"attention weights of {name} (mean over heads)")
         figures[f"attention_{name.replace('.', '_') or 'model'}.png"] = figure
     return figures

@@ -66,3 +66,15 @@ def test_every_parameter_gets_a_gradient(kind):
 def test_unknown_kind_lists_the_known_ones():
     with pytest.raises(UnknownNameError, match="known: .*softmax"):
         create_attention("quantum", DIM)
+
+
+@pytest.mark.parametrize("kind", [kind for kind in KINDS if hasattr(build(kind), "attention_weights")])
+def test_attention_weights_are_what_forward_mixes_with(kind):
+    attention = build(kind)
+    x, mask = padded_batch()
+    weights = attention.attention_weights(x, mask)  # (B, h, N, N)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]), rtol=1e-4, atol=1e-4)
+    assert (weights[~mask[:, None, None, :].expand_as(weights) & ~torch.eye(11, dtype=torch.bool)] == 0).all()
+    _, _, v = attention.projections.split(x)
+    mixed = attention.projections.merge(weights @ v)
+    torch.testing.assert_close(mixed[mask], attention(x, mask)[mask], rtol=1e-3, atol=1e-4)

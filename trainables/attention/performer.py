@@ -75,12 +75,25 @@ class PerformerAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         q, k, v = self.projections.split(x)  # each (B, h, N, d)
-        q_features = self.features(q, is_query=True, mask=mask)  # (B, h, N, m)
-        k_features = self.features(k, is_query=False, mask=mask)
-        if mask is not None:
-            k_features = k_features * mask[:, None, :, None]
+        q_features, k_features = self.feature_maps(q, k, mask)
         out = linear_attention(q_features, k_features, v)  # (B, h, N, d)
         return self.dropout(self.projections.merge(out))
+
+    def feature_maps(self, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random features of queries and keys, (B, h, N, m) each; masked keys' features are zero."""
+        q_features = self.features(q, is_query=True, mask=mask)
+        k_features = self.features(k, is_query=False, mask=mask)
+        return q_features, k_features if mask is None else k_features * mask[:, None, :, None]
+
+    def attention_weights(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention matrix the linear attention implies, for inspection: (B, h, N, N).
+
+        Forward never builds it: phi(q) phi(k)^T, normalised per query as linear_attention does.
+        """
+        q, k, _ = self.projections.split(x)
+        q_features, k_features = self.feature_maps(q, k, mask)
+        weights = q_features @ k_features.transpose(-1, -2)  # (B, h, N, N)
+        return weights / weights.sum(dim=-1, keepdim=True).clamp(min=1e-12)
 
 
 @register_attention("performer")

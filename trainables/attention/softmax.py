@@ -81,6 +81,13 @@ class SoftmaxAttention(nn.Module):
         q, k, v = self.projections.split(x)
         return self.dropout(self.projections.merge(softmax_attention(q, k, v, mask, self.causal)))
 
+    def attention_weights(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention probabilities forward uses, for inspection: (B, h, N, N)."""
+        q, k, _ = self.projections.split(x)
+        scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5  # (B, h, N, N)
+        visible = visible_keys(mask, x.shape[1], self.causal, x.device)
+        return (scores if visible is None else scores.masked_fill(~visible, float("-inf"))).softmax(dim=-1)
+
 
 @register_attention("softmax")
 def softmax(dim: int, *, heads: int = 4, dropout: float = 0.0, causal: bool = False) -> SoftmaxAttention:
