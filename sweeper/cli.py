@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true", help="replace a non-empty --out")
     _add_location(export)
 
+    sync = commands.add_parser("sync", help="send a sweep's MLflow records that could not be sent while it ran (idempotent)")
+    sync.add_argument("sweep", help="the sweep's name")
+    _add_location(sync)
+
     predict = commands.add_parser("predict", help="batch inference with an exported model over a Parquet file")
     predict.add_argument("folder", type=Path, help="an exported model folder")
     predict.add_argument("--input", type=Path, required=True, help="Parquet file with the family's input columns")
@@ -78,6 +82,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "predict":
             return _predict(args)
+        if args.command == "sync":
+            return _sync(args)
     except UserError as error:
         print(f"sweeper: error: {error}", file=sys.stderr)
         return 2
@@ -100,6 +106,9 @@ def _launch(args: argparse.Namespace) -> int:
         print(f"Non-learned reference on the validation split: {summary.metric} = {summary.reference[metric]:.4g}")
     print(f"Config: {summary.best_config}")
     print(f"Results and checkpoints: {summary.results_path}")
+    if summary.unsent_records:
+        print(f"MLflow at {summary.tracking_uri} was unreachable: {summary.unsent_records} records are kept on disk; "
+              f"send them with: sweeper sync {summary.name}")  # fmt: skip
     print(
         f"Browse in MLflow: mlflow ui --backend-store-uri {summary.tracking_uri}  "
         f"(experiment {summary.family!r}, run {summary.name!r})"
@@ -147,6 +156,14 @@ def _predict(args: argparse.Namespace) -> int:
 
     rows = predict_file(args.folder, args.input, args.out, args.batch_size, args.force)
     print(f"Wrote {rows} predictions to {args.out}")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from sweeper.journal import sync
+
+    sent, runs = sync(args.sweep, args.storage, args.tracking_uri)
+    print(f"Sweep {args.sweep}: sent {sent} pending records; MLflow holds its {runs} runs")
     return 0
 
 

@@ -6,7 +6,6 @@ space, options, data file, tracking store) runs before Ray starts or an MLflow r
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,8 +21,17 @@ from ray.tune.search.optuna import OptunaSearch
 from search_spaces import SearchSpace
 from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, start_ray
 from sweeper.summary import write_summary
-from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, rank_trials, resolve_storage, save_record, summarise_trials
-from sweeper.tracking import SweepTracker, TrialLogger, check_reachable, default_tracking_uri
+from sweeper.sweeps import (
+    DEFAULT_STORAGE,
+    SweepRecord,
+    journal_dir,
+    rank_trials,
+    resolve_storage,
+    save_record,
+    summarise_trials,
+)
+from sweeper.journal import SweepLog, open_sweep_log
+from sweeper.tracking import SWEEP_KEY, TrackingError, TrialLogger, check_reachable, default_tracking_uri
 from trainables.data import DataSplits
 from trainables.errors import ConfigError, UserError
 from trainables.families import Family, Preset, get_family
@@ -87,6 +95,7 @@ class SweepSummary:
     best_config: dict[str, Any]
     best_epoch: int
     reference: dict[str, float] = field(default_factory=dict)
+    unsent_records: int = 0  # still in the journal: MLflow was unreachable at the end
 
 
 def plan_sweep(options: LaunchOptions) -> SweepPlan:
@@ -125,17 +134,19 @@ def launch(options: LaunchOptions) -> SweepSummary:
     logger.info("data: %s, %s", data.source, data.sizes())
     reference = plan.family.reference(data.validation) if plan.family.reference else {}
 
-    tracker = SweepTracker(plan.tracking_uri, plan.family.name)  # creates the database if needed
     started_ray = start_ray(options.address)
     try:
         if options.address is not None:
             check_fits(options.cpus_per_trial, options.gpus_per_trial, cluster_nodes())
-        parent_run_id = tracker.start_sweep(plan.name, _sweep_params(plan, data))
-        tracker.log_metrics(parent_run_id, {f"reference_val_{k}": v for k, v in reference.items()}, step=0)
-        record = _record(plan, parent_run_id)
+        log = open_sweep_log(plan.tracking_uri, plan.family.name, plan.name, journal_dir(plan.storage, plan.name))
+        log.start_run(SWEEP_KEY, plan.name, "sweep", _sweep_params(plan, data), {})
+        if log.run_id(SWEEP_KEY) is None:
+            raise TrackingError(f"MLflow at {plan.tracking_uri} stopped answering before the sweep started; start it and launch again")
+        log.log(SWEEP_KEY, {f"reference_val_{k}": v for k, v in reference.items()})
+        record = _record(plan, log.run_id(SWEEP_KEY))
         save_record(record)
-        _tuner(plan, data, tracker, parent_run_id).fit()
-        return _summarise(plan, record, tracker, reference)
+        _tuner(plan, data, record).fit()
+        return _summarise(plan, record, log, reference)
     finally:
         if started_ray:
             ray.shutdown()
@@ -145,7 +156,7 @@ def _max_concurrent(options: LaunchOptions) -> int:
     return options.max_concurrent or concurrent_slots(options.cpus_per_trial, options.gpus_per_trial)
 
 
-def _tuner(plan: SweepPlan, data: DataSplits, tracker: SweepTracker, parent_run_id: str) -> tune.Tuner:
+def _tuner(plan: SweepPlan, data: DataSplits, record: SweepRecord) -> tune.Tuner:
     family, options = plan.family, plan.options
     settings = TrainSettings(family=family.name, epochs=plan.epochs, seed=options.seed)
     trainable = tune.with_parameters(
@@ -182,7 +193,7 @@ def _tuner(plan: SweepPlan, data: DataSplits, tracker: SweepTracker, parent_run_
                 checkpoint_score_order=family.mode,
             ),
             failure_config=tune.FailureConfig(max_failures=2),
-            callbacks=[TrialLogger(tracker, plan.name, parent_run_id, plan.epochs)],
+            callbacks=[TrialLogger(record.tracking_uri, record.family, record.name, record.journal_dir, record.epochs)],
             verbose=1,
         ),
     )
@@ -213,19 +224,20 @@ def _record(plan: SweepPlan, parent_run_id: str) -> SweepRecord:
     )
 
 
-def _summarise(plan: SweepPlan, record: SweepRecord, tracker: SweepTracker, reference: Mapping[str, float]) -> SweepSummary:
+def _summarise(plan: SweepPlan, record: SweepRecord, log: SweepLog, reference: Mapping[str, float]) -> SweepSummary:
     """Read the finished sweep back from storage (as any later command will), log its summary."""
     family = plan.family
     trials = summarise_trials(record, family.validation_metric, family.mode)
     statuses = [trial.status for trial in trials]
     by_status = {status: statuses.count(status) for status in sorted(set(statuses))}
-    with tempfile.TemporaryDirectory() as directory:
-        write_summary(trials, plan.space, family.validation_metric, family.mode, Path(directory))
-        tracker.client.log_artifacts(record.parent_run_id, directory, "summary")
+    summary_dir = record.journal_dir / "summary"  # kept: the journal may send it later
+    write_summary(trials, plan.space, family.validation_metric, family.mode, summary_dir)
+    log.log_artifacts(SWEEP_KEY, summary_dir, "summary")
     ranked = rank_trials(trials, family.mode)
-    tracker.set_tags(record.parent_run_id, {f"sweeper.trials_{k}": v for k, v in by_status.items()})
+    log.log(SWEEP_KEY, tags={f"sweeper.trials_{k}": v for k, v in by_status.items()})
     if not ranked:
-        tracker.finish(record.parent_run_id, "failed", "FAILED")
+        log.finish(SWEEP_KEY, "failed", "FAILED")
+        log.drain()
         if by_status.get("diverged") == len(statuses):
             raise AllTrialsDivergedError(
                 f"every trial of sweep {plan.name!r} diverged ({len(statuses)} of {len(statuses)}); "
@@ -233,9 +245,9 @@ def _summarise(plan: SweepPlan, record: SweepRecord, tracker: SweepTracker, refe
             )
         raise RuntimeError(f"no trial of sweep {plan.name!r} finished: {by_status}")
     best = ranked[0]
-    tracker.log_metrics(record.parent_run_id, {f"best_{family.validation_metric}": best.best_value}, step=0)
-    tracker.set_tags(record.parent_run_id, {"sweeper.best_trial_id": best.trial_id})
-    tracker.finish(record.parent_run_id, "completed")
+    log.log(SWEEP_KEY, {f"best_{family.validation_metric}": best.best_value}, tags={"sweeper.best_trial_id": best.trial_id})
+    log.finish(SWEEP_KEY, "completed")
+    log.drain()
     return SweepSummary(
         name=plan.name,
         family=family.name,
@@ -250,6 +262,7 @@ def _summarise(plan: SweepPlan, record: SweepRecord, tracker: SweepTracker, refe
         best_config=best.config,
         best_epoch=best.best_epoch,
         reference=dict(reference),
+        unsent_records=len(log.journal.pending()),
     )
 
 

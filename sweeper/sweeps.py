@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import pandas as pd
 import pyarrow.fs
 
+from trainables.data import cache_dir
 from trainables.errors import UserError
 
 RECORD_FILE = "sweeper.json"
@@ -49,6 +50,18 @@ class SweepRecord:
     @property
     def path(self) -> str:
         return sweep_path(self.storage, self.name)
+
+    @property
+    def journal_dir(self) -> Path:
+        """Where the driver keeps the sweep's MLflow journal: next to the results when they are
+        local, in the cache when the storage is remote (a journal is appended to, objects are not)."""
+        return journal_dir(self.storage, self.name)
+
+
+def journal_dir(storage: str, name: str) -> Path:
+    if "://" in storage:
+        return cache_dir() / "journals" / name
+    return Path(sweep_path(storage, name)) / "mlflow"
 
 
 def resolve_storage(storage: str) -> str:

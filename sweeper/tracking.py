@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +19,7 @@ from urllib.parse import urlparse
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
@@ -32,6 +33,8 @@ DEFAULT_DATABASE = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 SWEEP_TAG, TRIAL_TAG, ARCHITECTURE_TAG = "sweeper.sweep", "sweeper.trial_id", "sweeper.architecture"
 STATUS_TAG, FAMILY_TAG, NODE_TAG, KIND_TAG = "sweeper.status", "sweeper.family", "sweeper.node", "sweeper.kind"
+KEY_TAG = "sweeper.key"  # a run's identity within its sweep: "sweep", "trial:<id>"
+SWEEP_KEY = "sweep"
 # Ray's bookkeeping keys are not worth a metric each; total time is.
 SKIPPED_RESULT_KEYS = set(AUTO_RESULT_KEYS) - {"time_total_s"}
 
@@ -48,6 +51,11 @@ class SweepTracker:
     """Writes one family's sweeps to an MLflow tracking store."""
 
     def __init__(self, tracking_uri: str, family: str) -> None:
+        if urlparse(tracking_uri).scheme in ("http", "https"):
+            # MLflow retries a dead server for minutes by default, blocking Ray Tune's loop; the
+            # sweep journal retries without blocking. Users' own settings win.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.family = family
@@ -64,27 +72,23 @@ class SweepTracker:
             )
         return self._experiment_id
 
-    def start_sweep(self, name: str, params: Mapping[str, Any]) -> str:
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=name,
-            tags={SWEEP_TAG: name, FAMILY_TAG: self.family, KIND_TAG: "sweep"},
-        )
-        self._log(run.info.run_id, params=params)
-        return run.info.run_id
+    def create_run(self, sweep: str, name: str, kind: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
+        tags = {SWEEP_TAG: sweep, FAMILY_TAG: self.family, KIND_TAG: kind, **tags}
+        if parent_run_id:
+            tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+        return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
 
-    def start_trial(self, sweep: str, parent_run_id: str, trial_id: str, config: Mapping[str, Any]) -> str:
-        tags = {TRIAL_TAG: trial_id, ARCHITECTURE_TAG: str(config.get("architecture", "")), STATUS_TAG: "running"}
-        return self._start_child(sweep, parent_run_id, trial_id, "trial", config, tags)
+    def find_run(self, sweep: str, key: str) -> str | None:
+        """The run of ``sweep`` tagged with ``key``, if one was created already."""
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{KEY_TAG}` = '{key}'", max_results=1
+        )
+        return runs[0].info.run_id if runs else None
 
     def start_promotion(self, sweep: str, parent_run_id: str, params: Mapping[str, Any]) -> str:
-        return self._start_child(sweep, parent_run_id, "promotion", "promotion", params, {STATUS_TAG: "running"})
-
-    def _start_child(self, sweep: str, parent_run_id: str, name: str, kind: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        tags = {MLFLOW_PARENT_RUN_ID: parent_run_id, SWEEP_TAG: sweep, FAMILY_TAG: self.family, KIND_TAG: kind, **tags}
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-        self._log(run.info.run_id, params=params)
-        return run.info.run_id
+        run_id = self.create_run(sweep, "promotion", "promotion", {STATUS_TAG: "running"}, parent_run_id)
+        self.log_batch(run_id, params=params)
+        return run_id
 
     def log_model(
         self,
@@ -138,26 +142,33 @@ class SweepTracker:
             self.client.set_registered_model_alias(name, alias, version)
         return alias
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int, tags: Mapping[str, Any] | None = None) -> None:
-        self._log(run_id, metrics=metrics, tags=tags, step=step)
+    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
+        now = int(time.time() * 1000)
+        self.log_batch(run_id, metrics=[(k, v, now, step) for k, v in metrics.items()])
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        self._log(run_id, tags=tags)
+        self.log_batch(run_id, tags=tags)
 
     def finish(self, run_id: str, status: str, mlflow_status: str = "FINISHED") -> None:
         self.set_tags(run_id, {STATUS_TAG: status})
         self.client.set_terminated(run_id, mlflow_status)
 
-    def _log(self, run_id: str, params=None, metrics=None, tags=None, step: int = 0) -> None:
-        now = int(time.time() * 1000)
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[tuple[str, Any, int, int]] = (),  # (key, value, timestamp ms, step)
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Non-finite metric values are dropped; MLflow takes at most 100 params per call."""
         metric_entities = [
-            Metric(key, float(value), now, step)
-            for key, value in (metrics or {}).items()
+            Metric(key, float(value), timestamp, step)
+            for key, value, timestamp, step in metrics
             if isinstance(value, (int, float)) and math.isfinite(value)
         ]
         param_entities = [Param(key, str(value)) for key, value in (params or {}).items()]
         tag_entities = [RunTag(key, str(value)) for key, value in (tags or {}).items()]
-        for start in range(0, max(len(param_entities), len(metric_entities), len(tag_entities)), 100):
+        for start in range(0, max(len(param_entities), len(metric_entities), len(tag_entities), 1), 100):
             self.client.log_batch(
                 run_id,
                 metrics=metric_entities[start : start + 100],
@@ -195,24 +206,38 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
 
 
 class TrialLogger(Callback):
-    """Ray Tune callback: one nested MLflow run per trial, a metric step per reported epoch."""
+    """Ray Tune callback: one nested MLflow run per trial, a metric step per reported epoch.
 
-    def __init__(self, tracker: SweepTracker, sweep: str, parent_run_id: str, epochs: int) -> None:
-        self.tracker, self.sweep, self.parent_run_id, self.epochs = tracker, sweep, parent_run_id, epochs
-        self.runs: dict[str, str] = {}
+    Records go through the sweep's journal (sweeper/journal.py), so a tracking server that is
+    briefly unreachable neither fails the sweep nor loses a record. Ray pickles callbacks with
+    the experiment and restores them on resume, so this holds only where the journal is.
+    """
+
+    def __init__(self, tracking_uri: str, family: str, sweep: str, journal_dir: Path, epochs: int) -> None:
+        self.tracking_uri, self.family, self.sweep, self.journal_dir, self.epochs = tracking_uri, family, sweep, journal_dir, epochs
+
+    @property
+    def log(self) -> Any:
+        from sweeper.journal import open_sweep_log
+
+        return open_sweep_log(self.tracking_uri, self.family, self.sweep, self.journal_dir)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if trial.trial_id not in self.runs:
-            self.runs[trial.trial_id] = self.tracker.start_trial(self.sweep, self.parent_run_id, trial.trial_id, trial.config)
+        tags = {TRIAL_TAG: trial.trial_id, ARCHITECTURE_TAG: str(trial.config.get("architecture", "")), STATUS_TAG: "running"}
+        self.log.start_run(trial_key(trial.trial_id), trial.trial_id, "trial", trial.config, tags, parent=SWEEP_KEY)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        metrics = {k: v for k, v in result.items() if k not in SKIPPED_RESULT_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        metrics = {k: v for k, v in result.items() if k not in SKIPPED_RESULT_KEYS}
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         # The node on every result: a retried trial may continue on another node.
-        self.tracker.log_metrics(self.runs[trial.trial_id], metrics, step, tags={NODE_TAG: result.get("node", "unknown")})
+        self.log.log(trial_key(trial.trial_id), metrics, step, tags={NODE_TAG: result.get("node", "unknown")})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.tracker.finish(self.runs[trial.trial_id], trial_status(trial.last_result, self.epochs))
+        self.log.finish(trial_key(trial.trial_id), trial_status(trial.last_result, self.epochs))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.tracker.finish(self.runs[trial.trial_id], "error", "FAILED")
+        self.log.finish(trial_key(trial.trial_id), "error", "FAILED")
+
+
+def trial_key(trial_id: str) -> str:
+    return f"trial:{trial_id}"

@@ -1,0 +1,190 @@
+"""A sweep's MLflow records, written ahead to a journal on disk, so an unreachable server loses nothing.
+
+Every record (a run started, metrics and tags logged, a run finished, artifacts) is appended to
+``journal.jsonl`` before it is sent. When the tracking server does not answer, the sweep goes
+on: records stay in the journal, sending is retried every ``RETRY_SECONDS``, and whatever is
+still unsent when the sweep ends is sent by ``sweeper sync SWEEP``. Replaying is idempotent:
+runs are found again by their key (tag ``sweeper.key``) before one is created, metrics carry
+the timestamp they were recorded with (MLflow ignores an identical metric row), and params and
+tags are set to the same values again. ``journal-state.json`` remembers how far the journal has
+been sent and the run id of each key, which is also how a resumed sweep reuses its runs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from mlflow.exceptions import MlflowException, RestException
+from sqlalchemy.exc import OperationalError
+
+from sweeper.tracking import KEY_TAG, SweepTracker
+
+logger = logging.getLogger(__name__)
+
+JOURNAL_FILE, STATE_FILE = "journal.jsonl", "journal-state.json"
+RETRY_SECONDS = 15.0
+_CONNECTION_FAILURE = re.compile(r"API request to \S+ failed with (timeout )?exception")
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` means the tracking store could not be reached (worth retrying later)."""
+    if isinstance(error, OperationalError):  # a locked or vanished SQLite file, a dropped database link
+        return True
+    if isinstance(error, RestException):  # the server answered, with an error of its own
+        return error.get_http_status_code() >= 500
+    if isinstance(error, MlflowException):
+        return bool(_CONNECTION_FAILURE.search(error.message))
+    return isinstance(error, (ConnectionError, TimeoutError))
+
+
+class Journal:
+    """Append-only records plus how far they have been sent; one folder per sweep."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path, self.state_path = directory / JOURNAL_FILE, directory / STATE_FILE
+        self.records = [json.loads(line) for line in self.path.read_text().splitlines()] if self.path.exists() else []
+        state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        self.sent: int = state.get("sent", 0)  # records[:sent] are in MLflow
+        self.runs: dict[str, str] = state.get("runs", {})  # key -> MLflow run id
+
+    def append(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as stream:
+            stream.write(json.dumps(record, default=str) + "\n")
+        self.records.append(record)
+
+    def pending(self) -> list[dict[str, Any]]:
+        return self.records[self.sent :]
+
+    def mark_sent(self, runs: Mapping[str, str]) -> None:
+        self.sent += 1
+        self.runs.update(runs)
+        temporary = self.state_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"sent": self.sent, "runs": self.runs}))
+        os.replace(temporary, self.state_path)
+
+
+class SweepLog:
+    """The records of one sweep (parent run, trial runs, summary), sent through a :class:`Journal`."""
+
+    def __init__(self, tracker: SweepTracker, journal: Journal, sweep: str) -> None:
+        self.tracker, self.journal, self.sweep = tracker, journal, sweep
+        self._offline_since: float | None = None
+        self._last_attempt = 0.0
+
+    def run_id(self, key: str) -> str | None:
+        return self.journal.runs.get(key)
+
+    @property
+    def offline(self) -> bool:
+        return self._offline_since is not None
+
+    def start_run(self, key: str, name: str, kind: str, params: Mapping[str, Any], tags: Mapping[str, Any], parent: str | None = None) -> None:
+        if key not in self.journal.runs and not any(r["op"] == "start" and r["key"] == key for r in self.journal.records):
+            self._submit({"op": "start", "key": key, "name": name, "kind": kind, "parent": parent,
+                          "params": _strings(params), "tags": _strings(tags)})  # fmt: skip
+
+    def log(self, key: str, metrics: Mapping[str, Any] | None = None, step: int = 0, tags: Mapping[str, Any] | None = None) -> None:
+        now = int(time.time() * 1000)
+        finite = [[k, float(v), now, step] for k, v in (metrics or {}).items() if _finite_number(v)]
+        self._submit({"op": "log", "key": key, "metrics": finite, "tags": _strings(tags or {})})
+
+    def finish(self, key: str, status: str, mlflow_status: str = "FINISHED") -> None:
+        self._submit({"op": "finish", "key": key, "status": status, "mlflow_status": mlflow_status})
+
+    def log_artifacts(self, key: str, directory: Path, artifact_path: str) -> None:
+        """``directory`` must outlive the call: it may be sent later."""
+        self._submit({"op": "artifacts", "key": key, "directory": str(directory), "path": artifact_path})
+
+    def flush(self) -> bool:
+        """Send every pending record in order; False (and offline) at the first unreachable one."""
+        self._last_attempt = time.monotonic()
+        for record in self.journal.pending():
+            try:
+                runs = self._send(record)
+            except Exception as error:  # noqa: BLE001 - classified right below
+                if not unreachable(error):
+                    raise
+                if not self.offline:
+                    logger.warning("MLflow at %s is unreachable (%s); records are kept in %s and sent when it is back "
+                                   "(or by `sweeper sync %s`)", self.tracker.tracking_uri, error, self.journal.path, self.sweep)  # fmt: skip
+                    self._offline_since = time.monotonic()
+                return False
+            self.journal.mark_sent(runs)
+        if self.offline:
+            logger.warning("MLflow at %s is reachable again; every record is sent", self.tracker.tracking_uri)
+        self._offline_since = None
+        return True
+
+    def drain(self, attempts: int = 3, wait_s: float = 5.0) -> bool:
+        """At the end: a few last tries to send everything."""
+        for attempt in range(attempts):
+            if self.flush():
+                return True
+            if attempt + 1 < attempts:
+                time.sleep(wait_s)
+        return False
+
+    def _submit(self, record: dict[str, Any]) -> None:
+        self.journal.append(record)
+        if not self.offline or time.monotonic() - self._last_attempt >= RETRY_SECONDS:
+            self.flush()
+
+    def _send(self, record: dict[str, Any]) -> dict[str, str]:
+        """Apply one record to MLflow; returns run ids it created."""
+        tracker, key = self.tracker, record["key"]
+        if record["op"] == "start":
+            run_id = self.journal.runs.get(key) or tracker.find_run(self.sweep, key)
+            if run_id is None:
+                parent = self.journal.runs[record["parent"]] if record["parent"] else None
+                run_id = tracker.create_run(self.sweep, record["name"], record["kind"], {**record["tags"], KEY_TAG: key}, parent)
+            tracker.log_batch(run_id, params=record["params"])
+            return {key: run_id}
+        run_id = self.journal.runs[key]
+        if record["op"] == "log":
+            tracker.log_batch(run_id, metrics=[tuple(m) for m in record["metrics"]], tags=record["tags"])
+        elif record["op"] == "finish":
+            tracker.finish(run_id, record["status"], record["mlflow_status"])
+        elif record["op"] == "artifacts":
+            tracker.client.log_artifacts(run_id, record["directory"], record["path"])
+        return {}
+
+
+_open_logs: dict[Path, SweepLog] = {}
+
+
+def open_sweep_log(tracking_uri: str, family: str, sweep: str, directory: Path) -> SweepLog:
+    """The one SweepLog of this journal folder in this process (the launch and a restored Ray
+    callback must not keep two diverging copies of the same journal)."""
+    directory = directory.resolve()
+    if directory not in _open_logs:
+        _open_logs[directory] = SweepLog(SweepTracker(tracking_uri, family), Journal(directory), sweep)
+    return _open_logs[directory]
+
+
+def sync(sweep: str, storage: str, tracking_uri: str | None = None) -> tuple[int, int]:
+    """``sweeper sync``: send what the sweep's journal still holds; returns (sent, runs known)."""
+    from sweeper.sweeps import load_record
+    from sweeper.tracking import TrackingError, check_reachable
+
+    record = load_record(sweep, storage)
+    uri = tracking_uri or record.tracking_uri
+    check_reachable(uri)
+    log = open_sweep_log(uri, record.family, record.name, record.journal_dir)
+    pending = len(log.journal.pending())
+    if not log.flush():
+        raise TrackingError(f"MLflow at {uri} is still unreachable; {len(log.journal.pending())} records wait in {log.journal.path}")
+    return pending, len(log.journal.runs)
+
+
+def _strings(values: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in values.items()}
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")

@@ -1,0 +1,115 @@
+"""The sweep journal against a real MLflow store (SQLite), with the store made unreachable at will."""
+from __future__ import annotations
+
+import pytest
+from mlflow.exceptions import MlflowException, RestException
+from mlflow.tracking import MlflowClient
+
+from sweeper import journal as journal_module
+from sweeper.journal import STATE_FILE, Journal, SweepLog, unreachable
+from sweeper.tracking import SWEEP_KEY, SweepTracker
+
+
+class Outage:
+    """Makes every MLflow call of a tracker fail as an unreachable server does, until ended."""
+
+    def __init__(self, tracker: SweepTracker, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.tracker, self.monkeypatch = tracker, monkeypatch
+
+    def __enter__(self) -> Outage:
+        def refuse(*args, **kwargs):
+            raise MlflowException("API request to http://127.0.0.1:5000/api/2.0/mlflow/runs/log-batch failed with exception ConnectionError")
+
+        for name in ("log_batch", "create_run", "set_terminated", "log_artifacts", "search_runs"):
+            self.monkeypatch.setattr(self.tracker.client, name, refuse)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.monkeypatch.undo()
+
+
+@pytest.fixture
+def store(tmp_path):
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def open_log(store, tmp_path) -> SweepLog:
+    return SweepLog(SweepTracker(store, "localization"), Journal(tmp_path / "journal"), "s1")
+
+
+def record_a_sweep(log: SweepLog, epochs=range(1, 4), trials=("a", "b")) -> None:
+    log.start_run(SWEEP_KEY, "s1", "sweep", {"trials": len(trials)}, {})
+    for trial in trials:
+        log.start_run(f"trial:{trial}", trial, "trial", {"lr": 0.1}, {}, parent=SWEEP_KEY)
+        for epoch in epochs:
+            log.log(f"trial:{trial}", {"val_loss": 1.0 / epoch, "diverged": 0}, step=epoch)
+        log.finish(f"trial:{trial}", "completed")
+    log.finish(SWEEP_KEY, "completed")
+
+
+def runs_of(store) -> dict[str, object]:
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("localization")
+    return {run.data.tags["sweeper.key"]: run for run in client.search_runs([experiment.experiment_id])}
+
+
+def history(store, run, key="val_loss") -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in MlflowClient(store).get_metric_history(run.info.run_id, key))
+
+
+def test_records_reach_mlflow_nested_and_complete(store, tmp_path):
+    log = open_log(store, tmp_path)
+    record_a_sweep(log)
+    runs = runs_of(store)
+    assert set(runs) == {"sweep", "trial:a", "trial:b"} and not log.journal.pending()
+    assert runs["trial:a"].data.tags["mlflow.parentRunId"] == runs["sweep"].info.run_id
+    assert history(store, runs["trial:b"]) == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
+    assert {run.info.status for run in runs.values()} == {"FINISHED"}
+
+
+def test_an_outage_loses_nothing_and_the_records_go_out_once_it_ends(store, tmp_path, monkeypatch):
+    log = open_log(store, tmp_path)
+    log.start_run(SWEEP_KEY, "s1", "sweep", {}, {})
+    with Outage(log.tracker, monkeypatch):
+        record_a_sweep(log, trials=("a",))  # raises nothing while the store is away
+        assert log.offline and len(log.journal.pending()) == 6
+        assert not log.drain(attempts=2, wait_s=0)
+    assert log.flush() and not log.offline
+    runs = runs_of(store)
+    assert set(runs) == {"sweep", "trial:a"} and history(store, runs["trial:a"]) == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
+
+
+def test_while_offline_sending_is_retried_only_every_few_seconds(store, tmp_path, monkeypatch):
+    log = open_log(store, tmp_path)
+    log.start_run(SWEEP_KEY, "s1", "sweep", {}, {})
+    attempts = []
+    original = log.flush
+    monkeypatch.setattr(log, "flush", lambda: attempts.append(1) or original())
+    with Outage(log.tracker, monkeypatch):
+        for step in range(5):
+            log.log(SWEEP_KEY, {"x": step}, step)
+    assert len(attempts) == 1  # the first failure; the next tries wait for RETRY_SECONDS
+    monkeypatch.setattr(journal_module, "RETRY_SECONDS", 0.0)
+    log.log(SWEEP_KEY, {"x": 5}, 5)
+    assert not log.offline and [s for s, _ in history(store, runs_of(store)["sweep"], "x")] == [0, 1, 2, 3, 4, 5]
+
+
+def test_replaying_the_whole_journal_creates_no_duplicates(store, tmp_path):
+    record_a_sweep(open_log(store, tmp_path))
+    before = runs_of(store)
+    (tmp_path / "journal" / STATE_FILE).unlink()  # as if the driver died between sending and noting it
+    replay = open_log(store, tmp_path)
+    assert len(replay.journal.pending()) == len(replay.journal.records)
+    assert replay.flush()
+    after = runs_of(store)
+    assert {k: r.info.run_id for k, r in after.items()} == {k: r.info.run_id for k, r in before.items()}
+    assert history(store, after["trial:a"]) == history(store, before["trial:a"])
+
+
+def test_only_unreachable_stores_are_retried():
+    assert unreachable(MlflowException("API request to http://h:1/api failed with exception Max retries exceeded"))
+    assert unreachable(MlflowException("API request to http://h:1/api failed with timeout exception read timed out."))
+    assert unreachable(RestException({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "restarting"}))
+    assert not unreachable(RestException({"error_code": "INVALID_PARAMETER_VALUE", "message": "bad lr"}))
+    assert not unreachable(MlflowException("a local problem"))
+    assert not unreachable(ValueError("a bug"))
