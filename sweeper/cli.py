@@ -5,9 +5,13 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
+from mlflow_server.options import add_arguments as add_server_arguments
 from trainables.errors import ConfigError, UserError
+
+if TYPE_CHECKING:
+    from sweeper.launch import SweepSummary
 from trainables.families import family_names
 
 logger = logging.getLogger("sweeper")
@@ -32,6 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--data", type=Path, help="your own Parquet file in the family's schema")
     launch.add_argument("--search-space", type=Path, help="your own search-space YAML (default: the family's)")
     launch.add_argument("--scheduler", default="asha", help="asha (early stopping, default) or fifo")
+    launch.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose process or node dies, from its last checkpoint (default 2)")
+
+    resume = commands.add_parser("resume", help="continue an interrupted sweep where it stopped (same search, same MLflow runs)")
+    resume.add_argument("sweep", help="the sweep's name")
+    resume.add_argument("--storage", default="ray_results", help="where the sweep's results are (default: ray_results)")
+    resume.add_argument("--address", help="address of a running Ray cluster (default: start Ray locally)")
+
+    status = commands.add_parser("status", help="a sweep's trials by state, the best so far and the nodes used")
+    status.add_argument("sweep", help="the sweep's name")
+    status.add_argument("--storage", default="ray_results", help="where the sweep's results are (default: ray_results)")
 
     promote = commands.add_parser("promote", help="retrain a sweep's best trial and the baselines on several seeds; judge on the test split")
     promote.add_argument("sweep", help="the sweep's name (as given to or printed by launch)")
@@ -62,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", type=Path, required=True, help="Parquet file for the predictions")
     predict.add_argument("--batch-size", type=int, default=256)
     predict.add_argument("--force", action="store_true", help="replace an existing --out")
+
+    ui = commands.add_parser("ui", help="browse sweeps: the MLflow tracking server and UI, on ./mlflow.db by default (Ctrl-C stops it)")
+    add_server_arguments(ui)
     return parser
 
 
@@ -82,8 +99,16 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "predict":
             return _predict(args)
+        if args.command == "ui":
+            from mlflow_server.cli import serve
+
+            return serve(args)
         if args.command == "sync":
             return _sync(args)
+        if args.command == "resume":
+            return _resume(args)
+        if args.command == "status":
+            return _status(args)
     except UserError as error:
         print(f"sweeper: error: {error}", file=sys.stderr)
         return 2
@@ -94,7 +119,40 @@ def _launch(args: argparse.Namespace) -> int:
     from sweeper.launch import LaunchOptions, launch
 
     options = {k: v for k, v in vars(args).items() if k != "command"}
-    summary = launch(LaunchOptions(**options))
+    _print_summary(launch(LaunchOptions(**options)))
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from sweeper.launch import resume
+
+    _print_summary(resume(args.sweep, args.storage, args.address))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from sweeper.journal import Journal
+    from sweeper.sweeps import load_record, rank_trials, summarise_trials
+    from trainables.families import get_family
+
+    record = load_record(args.sweep, args.storage)
+    family = get_family(record.family)
+    trials = summarise_trials(record, family.validation_metric, family.mode)
+    states = [t.status for t in trials]
+    print(f"Sweep {record.name} ({record.family}): {len(trials)} of {record.trials} trials started; "
+          + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))))  # fmt: skip
+    ranked = rank_trials(trials, family.mode)
+    if ranked:
+        best = ranked[0]
+        print(f"Best so far: trial {best.trial_id} ({best.config.get('architecture')}) {family.validation_metric} = {best.best_value:.4g} at epoch {best.best_epoch}")
+    nodes = sorted({t.node for t in trials if t.node != "unknown"})
+    print(f"Nodes used: {', '.join(nodes) or 'none yet'}")
+    unsent = len(Journal(record.journal_dir).pending()) if record.journal_dir.exists() else 0
+    print(f"MLflow: {record.tracking_uri}" + (f" ({unsent} records not sent yet: sweeper sync {record.name})" if unsent else ", up to date"))
+    return 0
+
+
+def _print_summary(summary: SweepSummary) -> None:
     trials = ", ".join(f"{count} {status}" for status, count in summary.trials_by_status.items())
     print(f"\nSweep {summary.name}: {trials}")
     print(
@@ -109,11 +167,16 @@ def _launch(args: argparse.Namespace) -> int:
     if summary.unsent_records:
         print(f"MLflow at {summary.tracking_uri} was unreachable: {summary.unsent_records} records are kept on disk; "
               f"send them with: sweeper sync {summary.name}")  # fmt: skip
-    print(
-        f"Browse in MLflow: mlflow ui --backend-store-uri {summary.tracking_uri}  "
-        f"(experiment {summary.family!r}, run {summary.name!r})"
-    )
-    return 0
+    print(f"Browse it: {_browse_command(summary.tracking_uri)}  (experiment {summary.family!r}, run {summary.name!r})")
+
+
+def _browse_command(tracking_uri: str) -> str:
+    """What to type to see the runs of ``tracking_uri`` in a browser."""
+    from sweeper.tracking import default_tracking_uri
+
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"open {tracking_uri}"
+    return "sweeper ui" if tracking_uri == default_tracking_uri() else f"sweeper ui --backend {tracking_uri}"
 
 
 def _promote(args: argparse.Namespace) -> int:
@@ -132,7 +195,7 @@ def _promote(args: argparse.Namespace) -> int:
         print(f"  [{mark}] {criterion.name:<{width}}  {criterion.measured}  (required {criterion.required})")
     alias = f" alias {outcome.alias!r}" if outcome.alias else ""
     print(f"Registered model {outcome.model_name!r} version {outcome.model_version}{alias}; promotion run {outcome.run_id}")
-    print(f"Took {outcome.seconds:.0f} s. Report: the run's artifacts report/report.html in `mlflow ui --backend-store-uri {outcome.tracking_uri}`")
+    print(f"Took {outcome.seconds:.0f} s. Report: the run's artifacts report/report.html in `{_browse_command(outcome.tracking_uri)}`")
     return 0
 
 

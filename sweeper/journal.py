@@ -85,7 +85,7 @@ class SweepLog:
         return self._offline_since is not None
 
     def start_run(self, key: str, name: str, kind: str, params: Mapping[str, Any], tags: Mapping[str, Any], parent: str | None = None) -> None:
-        if key not in self.journal.runs and not any(r["op"] == "start" and r["key"] == key for r in self.journal.records):
+        if key not in self.keys():
             self._submit({"op": "start", "key": key, "name": name, "kind": kind, "parent": parent,
                           "params": _strings(params), "tags": _strings(tags)})  # fmt: skip
 
@@ -96,6 +96,13 @@ class SweepLog:
 
     def finish(self, key: str, status: str, mlflow_status: str = "FINISHED") -> None:
         self._submit({"op": "finish", "key": key, "status": status, "mlflow_status": mlflow_status})
+
+    def discard(self, key: str) -> None:
+        """Delete the run of ``key`` (a trial the restored experiment never knew)."""
+        self._submit({"op": "delete", "key": key})
+
+    def keys(self) -> set[str]:
+        return {record["key"] for record in self.journal.records if record["op"] == "start"}
 
     def log_artifacts(self, key: str, directory: Path, artifact_path: str) -> None:
         """``directory`` must outlive the call: it may be sent later."""
@@ -152,6 +159,8 @@ class SweepLog:
             tracker.finish(run_id, record["status"], record["mlflow_status"])
         elif record["op"] == "artifacts":
             tracker.client.log_artifacts(run_id, record["directory"], record["path"])
+        elif record["op"] == "delete":
+            tracker.client.delete_run(run_id)
         return {}
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import optuna
+import pyarrow.fs
 import ray
 from ray import tune
+from ray.tune import ExperimentAnalysis
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
@@ -25,13 +27,14 @@ from sweeper.sweeps import (
     DEFAULT_STORAGE,
     SweepRecord,
     journal_dir,
+    load_record,
     rank_trials,
     resolve_storage,
     save_record,
     summarise_trials,
 )
 from sweeper.journal import SweepLog, open_sweep_log
-from sweeper.tracking import SWEEP_KEY, TrackingError, TrialLogger, check_reachable, default_tracking_uri
+from sweeper.tracking import SWEEP_KEY, TRIAL_PREFIX, TrackingError, TrialLogger, check_reachable, default_tracking_uri
 from trainables.data import DataSplits
 from trainables.errors import ConfigError, UserError
 from trainables.families import Family, Preset, get_family
@@ -63,6 +66,7 @@ class LaunchOptions:
     data: Path | None = None  # the user's Parquet file instead of the family's generator
     search_space: Path | None = None  # the user's YAML instead of the family's
     scheduler: str = "asha"
+    max_failures: int = 2  # retries of a trial whose process or node died, from its last checkpoint
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ def plan_sweep(options: LaunchOptions) -> SweepPlan:
     preset = family.presets[options.preset]
     _check_positive(trials=options.trials, epochs=options.epochs, max_concurrent=options.max_concurrent)
     _check_positive(cpus_per_trial=options.cpus_per_trial)
+    if options.max_failures < 0:
+        raise ConfigError(f"--max-failures must be >= 0 (-1 is not supported: a broken trial would retry forever), got {options.max_failures}")
     if options.gpus_per_trial < 0:
         raise ConfigError(f"--gpus-per-trial must be >= 0, got {options.gpus_per_trial}")
     if options.scheduler not in SCHEDULERS:
@@ -146,23 +152,61 @@ def launch(options: LaunchOptions) -> SweepSummary:
         record = _record(plan, log.run_id(SWEEP_KEY))
         save_record(record)
         _tuner(plan, data, record).fit()
-        return _summarise(plan, record, log, reference)
+        return _summarise(plan.family, plan.space, record, log, reference)
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def resume(name: str, storage: str = DEFAULT_STORAGE, address: str | None = None) -> SweepSummary:
+    """Continue an interrupted sweep where it stopped: finished trials are kept, unfinished ones
+    continue from their last checkpoint, the Optuna searcher continues its study, and MLflow
+    records go to the same parent and trial runs (the journal knows their ids)."""
+    record = load_record(name, storage)
+    family = get_family(record.family)
+    space = family.search_space(Path(record.search_space))
+    check_reachable(record.tracking_uri)
+    data = family.load_data(record.data_settings, Path(record.data_file) if record.data_file else None, record.seed)
+    reference = family.reference(data.validation) if family.reference else {}
+    started_ray = start_ray(address)
+    try:
+        log = open_sweep_log(record.tracking_uri, family.name, record.name, record.journal_dir)
+        log.flush()  # whatever the interrupted driver had not sent yet
+        filesystem, path = pyarrow.fs.FileSystem.from_uri(record.path)
+        _forget_lost_trials(log, {trial.trial_id for trial in ExperimentAnalysis(path, storage_filesystem=filesystem).trials})
+        tuner = tune.Tuner.restore(path, trainable=trainable(record, family, data), resume_errored=True, storage_filesystem=filesystem)
+        tuner.fit()
+        return _summarise(family, space, record, log, reference)
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _forget_lost_trials(log: SweepLog, known: set[str]) -> None:
+    """Ray saves its experiment state every few seconds: a trial started after the last save is
+    unknown to the restored experiment (the restored searcher proposes its config again, as a new
+    trial). Its MLflow run would stand for a trial that does not exist, so it is deleted."""
+    for key in sorted(log.keys()):
+        if key.startswith(TRIAL_PREFIX) and key.removeprefix(TRIAL_PREFIX) not in known:
+            logger.info("trial %s started after the last saved state; it runs again as a new trial", key)
+            log.discard(key)
 
 
 def _max_concurrent(options: LaunchOptions) -> int:
     return options.max_concurrent or concurrent_slots(options.cpus_per_trial, options.gpus_per_trial)
 
 
-def _tuner(plan: SweepPlan, data: DataSplits, record: SweepRecord) -> tune.Tuner:
-    family, options = plan.family, plan.options
-    settings = TrainSettings(family=family.name, epochs=plan.epochs, seed=options.seed)
-    trainable = tune.with_parameters(
+def trainable(record: SweepRecord, family: Family, data: DataSplits) -> Any:
+    """The generic trainable with the sweep's data and resources; the same for launch and resume."""
+    settings = TrainSettings(family=family.name, epochs=record.epochs, seed=record.seed)
+    with_data = tune.with_parameters(
         tune_trainable, data=data.without_test(), context=family.context(data.train), settings=settings
     )  # the data goes to the object store once; every trial on every node reads it from there
-    resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
+    return tune.with_resources(with_data, {"cpu": record.cpus_per_trial, "gpu": record.gpus_per_trial})
+
+
+def _tuner(plan: SweepPlan, data: DataSplits, record: SweepRecord) -> tune.Tuner:
+    family, options = plan.family, plan.options
     sampler = optuna.samplers.TPESampler(seed=options.seed, n_startup_trials=max(2, min(10, plan.trials // 3)))
     # A define-by-run searcher ignores TuneConfig's metric and mode: it needs its own.
     optuna_search = OptunaSearch(space=plan.space, metric=family.validation_metric, mode=family.mode, sampler=sampler)
@@ -173,7 +217,7 @@ def _tuner(plan: SweepPlan, data: DataSplits, record: SweepRecord) -> tune.Tuner
         else FIFOScheduler()
     )
     return tune.Tuner(
-        tune.with_resources(trainable, resources),
+        trainable(record, family, data),
         tune_config=tune.TuneConfig(
             metric=family.validation_metric,
             mode=family.mode,
@@ -192,7 +236,8 @@ def _tuner(plan: SweepPlan, data: DataSplits, record: SweepRecord) -> tune.Tuner
                 checkpoint_score_attribute=family.validation_metric,
                 checkpoint_score_order=family.mode,
             ),
-            failure_config=tune.FailureConfig(max_failures=2),
+            # A trial whose process or node dies starts again from its last checkpoint.
+            failure_config=tune.FailureConfig(max_failures=options.max_failures),
             callbacks=[TrialLogger(record.tracking_uri, record.family, record.name, record.journal_dir, record.epochs)],
             verbose=1,
         ),
@@ -224,14 +269,13 @@ def _record(plan: SweepPlan, parent_run_id: str) -> SweepRecord:
     )
 
 
-def _summarise(plan: SweepPlan, record: SweepRecord, log: SweepLog, reference: Mapping[str, float]) -> SweepSummary:
+def _summarise(family: Family, space: SearchSpace, record: SweepRecord, log: SweepLog, reference: Mapping[str, float]) -> SweepSummary:
     """Read the finished sweep back from storage (as any later command will), log its summary."""
-    family = plan.family
     trials = summarise_trials(record, family.validation_metric, family.mode)
     statuses = [trial.status for trial in trials]
     by_status = {status: statuses.count(status) for status in sorted(set(statuses))}
     summary_dir = record.journal_dir / "summary"  # kept: the journal may send it later
-    write_summary(trials, plan.space, family.validation_metric, family.mode, summary_dir)
+    write_summary(trials, space, family.validation_metric, family.mode, summary_dir)
     log.log_artifacts(SWEEP_KEY, summary_dir, "summary")
     ranked = rank_trials(trials, family.mode)
     log.log(SWEEP_KEY, tags={f"sweeper.trials_{k}": v for k, v in by_status.items()})
@@ -240,21 +284,21 @@ def _summarise(plan: SweepPlan, record: SweepRecord, log: SweepLog, reference: M
         log.drain()
         if by_status.get("diverged") == len(statuses):
             raise AllTrialsDivergedError(
-                f"every trial of sweep {plan.name!r} diverged ({len(statuses)} of {len(statuses)}); "
+                f"every trial of sweep {record.name!r} diverged ({len(statuses)} of {len(statuses)}); "
                 "narrow the learning_rate range of the search space"
             )
-        raise RuntimeError(f"no trial of sweep {plan.name!r} finished: {by_status}")
+        raise RuntimeError(f"no trial of sweep {record.name!r} finished: {by_status}")
     best = ranked[0]
     log.log(SWEEP_KEY, {f"best_{family.validation_metric}": best.best_value}, tags={"sweeper.best_trial_id": best.trial_id})
     log.finish(SWEEP_KEY, "completed")
     log.drain()
     return SweepSummary(
-        name=plan.name,
+        name=record.name,
         family=family.name,
         metric=family.validation_metric,
         mode=family.mode,
         results_path=record.path,
-        tracking_uri=plan.tracking_uri,
+        tracking_uri=record.tracking_uri,
         parent_run_id=record.parent_run_id,
         trials_by_status=by_status,
         best_trial_id=best.trial_id,

@@ -59,6 +59,7 @@ def write_trial_table(rows: list[dict[str, object]], path: Path) -> None:
 
 
 def rebuild_study(trials: list[TrialSummary], space: SearchSpace, mode: str) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a study in memory for plotting is not news
     study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
     for trial in trials:
         distributions = space.distributions(trial.config)

@@ -239,5 +239,8 @@ class TrialLogger(Callback):
         self.log.finish(trial_key(trial.trial_id), "error", "FAILED")
 
 
+TRIAL_PREFIX = "trial:"
+
+
 def trial_key(trial_id: str) -> str:
-    return f"trial:{trial_id}"
+    return f"{TRIAL_PREFIX}{trial_id}"

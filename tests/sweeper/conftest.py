@@ -1,15 +1,14 @@
 """One real smoke sweep (local Ray, MLflow on SQLite) shared by the tests that read it back."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
+
+from tests.cli import sweeper
 
 SMOKE_TRIALS = 4
 
@@ -23,13 +22,6 @@ class Sweep:
     @property
     def tracking_uri(self) -> str:
         return f"sqlite:///{self.workdir}/mlflow.db"
-
-
-def sweeper(workdir: Path, *arguments: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run the CLI in a fresh process, as a user would."""
-    env = {**os.environ, "SWEEPER_CACHE_DIR": str(workdir / "cache")}
-    return subprocess.run([sys.executable, "-m", "sweeper", *arguments], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

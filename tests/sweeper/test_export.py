@@ -14,7 +14,7 @@ import sweeper
 from sweeper import export as export_module
 from sweeper.export import export_sweep
 from sweeper.model_folder import IntegrityError
-from tests.sweeper.conftest import sweeper as run_cli
+from tests.cli import sweeper as run_cli
 from trainables.data.rf_simulation import RFSimulation, simulate
 from trainables.data.tables import write_table
 from trainables.families import get_family

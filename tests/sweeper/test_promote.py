@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.sweeper.conftest import sweeper
+from tests.cli import sweeper
 
 pytestmark = pytest.mark.slow
 ALIASES = {"promote": "champion", "keep_experimental": "challenger", "demote": None}
