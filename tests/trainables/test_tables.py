@@ -5,8 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from trainables.data import read_user_table, split_by_group, split_random
-from trainables.data.tables import read_table, write_table
+from trainables.data import SPLIT_FRACTIONS, assign_groups, read_user_table, split_by_group, split_random
+from trainables.data.tables import STRING, Column, Schema, read_table, write_table
 from trainables.errors import DataError
 from trainables.families.localization import SCHEMA
 
@@ -96,3 +96,36 @@ def test_group_split_keeps_each_group_in_one_split(rf_arrays):
     seen = [set(s["group"].tolist()) for s in (splits.train, splits.validation, splits.test)]
     assert all(a.isdisjoint(b) for a, b in [(seen[0], seen[1]), (seen[0], seen[2]), (seen[1], seen[2])])
     assert set().union(*seen) == set(range(7)) and all(seen)
+
+
+TEXT_SCHEMA = Schema((Column("text", STRING, (), "one text per row"), Column("length", "int64")))
+
+
+def test_string_columns_round_trip_as_python_strings(tmp_path):
+    texts = np.array(["a", "Ünïcode text, longer than the others", ""], dtype=object)
+    path = tmp_path / "text.parquet"
+    write_table(TEXT_SCHEMA.validate({"text": texts, "length": np.array([1, 2, 3])}, "x"), path)
+    back = read_table(path, TEXT_SCHEMA)
+    assert back["text"].dtype == object and back["text"].tolist() == texts.tolist()
+    fixed_width = TEXT_SCHEMA.validate({"text": np.array(["a", "bc"]), "length": np.array([1, 2])}, "x")
+    assert fixed_width["text"].dtype == object  # numpy unicode would pad every row to the longest
+
+
+def test_string_columns_refuse_other_values():
+    with pytest.raises(DataError, match="column 'text' has dtype int64, expected str"):
+        TEXT_SCHEMA.validate({"text": np.array([1, 2]), "length": np.array([1, 2])}, "x")
+    with pytest.raises(DataError, match="expected str"):
+        TEXT_SCHEMA.validate({"text": np.array(["a", None], dtype=object), "length": np.array([1, 2])}, "x")
+    with pytest.raises(ValueError, match="shape must be"):
+        Column("texts", STRING, (2,))
+
+
+def test_weighted_group_assignment_splits_the_weight_and_keeps_every_split():
+    names = np.array([f"g{i:03d}" for i in range(100)])
+    weights = np.random.default_rng(0).integers(1, 50, 100)
+    assigned = assign_groups(names, 4, "x", weights=weights)
+    shares = [weights[np.isin(names, members)].sum() / weights.sum() for members in assigned]
+    np.testing.assert_allclose(shares, SPLIT_FRACTIONS, atol=0.03)
+    assert sorted(np.concatenate(assigned).tolist()) == names.tolist()
+    # One group heavier than all others together still leaves validation and test a group each.
+    assert [len(members) for members in assign_groups(names[:5], 0, "x", weights=[1, 100, 1, 1, 1])] == [3, 1, 1]

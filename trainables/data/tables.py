@@ -3,7 +3,9 @@
 A :class:`Schema` names each column's dtype and per-row shape. Shapes may use symbolic sizes
 (``"R"``, ``"L"``) that are fixed by the file but must agree across columns. Written tensors use
 Arrow's ``fixed_shape_tensor`` type; when reading, plain nested lists of the right shape are
-accepted too, so users can write files with whatever Arrow tooling they have.
+accepted too, so users can write files with whatever Arrow tooling they have. A column of dtype
+``"str"`` holds one text per row (an Arrow string column; in memory a 1-D object array of str,
+which, unlike numpy's fixed-width unicode, does not pad every row to the longest text).
 """
 from __future__ import annotations
 
@@ -21,14 +23,19 @@ from trainables.errors import DataError
 
 Arrays = dict[str, np.ndarray]
 Size = Union[int, str]
+STRING = "str"
 
 
 @dataclass(frozen=True)
 class Column:
     name: str
-    dtype: str  # numpy dtype name: float32, int64, bool
+    dtype: str  # numpy dtype name (float32, int64, bool) or STRING
     shape: tuple[Size, ...] = ()  # per row
     description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.dtype == STRING and self.shape:
+            raise ValueError(f"column {self.name!r}: a {STRING} column holds one text per row, so its shape must be ()")
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ def _check_column(column: Column, array: np.ndarray, sizes: dict[str, int], sour
                 f"{where} has rows of shape {list(array.shape[1:])}, expected {list(column.shape)}"
                 + (f" with {expected}={expected_size} as in the other columns" if isinstance(expected, str) else "")
             )
+    if column.dtype == STRING:
+        return _check_strings(array, where)
     target = np.dtype(column.dtype)
     if not np.can_cast(array.dtype, target, casting="same_kind") and not (
         target.kind == "b" and array.dtype.kind in "iu" and np.isin(array, (0, 1)).all()
@@ -79,6 +88,15 @@ def _check_column(column: Column, array: np.ndarray, sizes: dict[str, int], sour
         bad = int((~np.isfinite(array)).reshape(len(array), -1).any(axis=1).sum())
         raise DataError(f"{where} has NaN or infinite values in {bad} rows; remove or repair those rows")
     return array.astype(target, copy=False)
+
+
+def _check_strings(array: np.ndarray, where: str) -> np.ndarray:
+    """A 1-D object array of str, from numpy unicode or object arrays."""
+    if array.dtype.kind == "U":
+        return array.astype(object)
+    if array.dtype.kind != "O" or not all(isinstance(value, str) for value in array):
+        raise DataError(f"{where} has dtype {array.dtype}, expected {STRING} (one text per row)")
+    return array
 
 
 def write_table(arrays: Mapping[str, np.ndarray], path: Path) -> None:

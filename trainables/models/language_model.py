@@ -1,0 +1,98 @@
+"""Character-level language model: a small causal transformer in the manner of nanoGPT.
+
+Call: ``model(tokens) -> logits``
+    tokens  (B, T) int64   characters, T <= context["sequence_length"]
+    logits  (B, T, V)      next-character scores at every position; position t sees tokens <= t only
+
+Layers: token + learned position embeddings -> ``layers`` pre-norm blocks (causal attention built
+by ``create_attention(kind, dim, causal=True, ...)``, then an MLP, each residual) -> LayerNorm ->
+an output head tied to the token embedding (Press and Wolf 2017). The architectures differ only in
+the attention kind: dense ``softmax`` (the baseline), exact ``tiled`` attention and ``hyperbolic``
+attention in the Poincare ball.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from trainables.attention import create_attention
+from trainables.models import register_model
+
+FAMILY = "language_model"
+
+
+@dataclass(frozen=True)
+class CharTransformerConfig:
+    vocab_size: int  # characters, including the unknown token
+    sequence_length: int  # longest context: the size of the position table
+    dim: int = 128  # residual stream width
+    layers: int = 4  # transformer blocks
+    mlp_ratio: int = 4  # MLP hidden width / dim
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + attention(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: CharTransformerConfig, attention: nn.Module, dropout: float) -> None:
+        super().__init__()
+        hidden = config.mlp_ratio * config.dim
+        self.attention_norm = nn.LayerNorm(config.dim)
+        self.attention = attention
+        self.mlp_norm = nn.LayerNorm(config.dim)
+        self.mlp = nn.Sequential(nn.Linear(config.dim, hidden), nn.GELU(), nn.Linear(hidden, config.dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), None)  # (B, T, D), causal inside
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class CharTransformer(nn.Module):
+    def __init__(self, config: CharTransformerConfig, attentions: list[nn.Module], dropout: float) -> None:
+        super().__init__()
+        self.token_embedding = nn.Embedding(config.vocab_size, config.dim)
+        self.position_embedding = nn.Embedding(config.sequence_length, config.dim)
+        for table in (self.token_embedding, self.position_embedding):
+            nn.init.normal_(table.weight, std=0.02)  # nanoGPT's scale; the default N(0, 1) swamps tied logits
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(config, attention, dropout) for attention in attentions)
+        self.final_norm = nn.LayerNorm(config.dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        length = tokens.shape[1]
+        if length > self.position_embedding.num_embeddings:
+            raise ValueError(f"sequence of {length} tokens is longer than the context of {self.position_embedding.num_embeddings}")
+        positions = torch.arange(length, device=tokens.device)
+        x = self.dropout(self.token_embedding(tokens) + self.position_embedding(positions))  # (B, T, D)
+        for block in self.blocks:
+            x = block(x)
+        return self.final_norm(x) @ self.token_embedding.weight.T  # (B, T, V), tied head
+
+
+def build(context: Mapping[str, Any], kind: str, heads: int, dropout: float, **attention_options: Any) -> CharTransformer:
+    config = CharTransformerConfig(vocab_size=int(context["vocab_size"]), sequence_length=int(context["sequence_length"]))
+    attentions = [
+        create_attention(kind, config.dim, causal=True, heads=heads, dropout=dropout, **attention_options)
+        for _ in range(config.layers)
+    ]
+    return CharTransformer(config, attentions, dropout)
+
+
+@register_model(FAMILY, "softmax")
+def softmax(context: Mapping[str, Any], *, heads: int = 4, dropout: float = 0.1) -> CharTransformer:
+    """The baseline: dense causal softmax attention."""
+    return build(context, "softmax", heads, dropout)
+
+
+@register_model(FAMILY, "tiled")
+def tiled(context: Mapping[str, Any], *, heads: int = 4, dropout: float = 0.1, tile_size: int | str = "adaptive") -> CharTransformer:
+    """Exact attention computed tile by tile; ``tile_size`` an int or "adaptive"."""
+    return build(context, "tiled", heads, dropout, tile_size=tile_size)
+
+
+@register_model(FAMILY, "hyperbolic")
+def hyperbolic(context: Mapping[str, Any], *, heads: int = 4, dropout: float = 0.1, curvature: float = 1.0) -> CharTransformer:
+    """Distance attention in the Poincare ball of curvature -``curvature``."""
+    return build(context, "hyperbolic", heads, dropout, curvature=curvature)
