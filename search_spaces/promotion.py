@@ -41,6 +41,7 @@ class Policy:
     probe_batch_sizes: tuple[int, ...] = (1, 2, 512)  # stability probe: a few steps at each
     probe_steps: int = 3
     bootstrap_replicates: int = 2000
+    peak_memory_length: int | None = None  # if set: at this input length the candidate must use less memory
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ def _parse_policy(raw: Any, metrics: Sequence[str], fail) -> Policy:
             raise fail(f"policy.{name}", f"expected a number, got {values[name]!r}")
     if not 0.5 <= values.get("confidence", 0.95) < 1:
         raise fail("policy.confidence", f"expected a level in [0.5, 1), got {values['confidence']!r}")
+    if values.get("peak_memory_length") is not None and (not isinstance(values["peak_memory_length"], int) or values["peak_memory_length"] < 1):
+        raise fail("policy.peak_memory_length", "expected a positive integer (an input length) or null")
     for name in ("max_nonfinite", "min_seeds", "probe_steps", "bootstrap_replicates"):
         if name in values and (not isinstance(values[name], int) or values[name] < (0 if name == "max_nonfinite" else 1)):
             raise fail(f"policy.{name}", f"expected a {'non-negative' if name == 'max_nonfinite' else 'positive'} integer")

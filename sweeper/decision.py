@@ -37,6 +37,7 @@ class ModelEvidence:
     diverged_seeds: int
     nonfinite_count: int
     latency_p95_ms: float
+    peak_memory_mb: float | None = None  # batch-1 forward at the policy's peak_memory_length
 
     @property
     def seeds(self) -> int:
@@ -124,6 +125,7 @@ def decide(
         *_stability(candidate, probe, policy),
         *_accuracy(candidate, strongest, gain, policy),
         *_latency(candidate, policy),
+        *_memory(candidate, strongest, policy),
         _generalization(candidate, policy),
     )
     if any(not c.passed and c.fails_to == "demote" for c in criteria):
@@ -189,6 +191,15 @@ def _latency(candidate: ModelEvidence, policy: Policy) -> tuple[Criterion, ...]:
         Criterion(name, candidate.latency_p95_ms <= limit, measured, f"<= {limit:g} ms", fails_to)
         for name, limit, fails_to in limits
     )  # fmt: skip
+
+
+def _memory(candidate: ModelEvidence, baseline: ModelEvidence, policy: Policy) -> tuple[Criterion, ...]:
+    if policy.peak_memory_length is None:
+        return ()
+    ours, theirs = candidate.peak_memory_mb, baseline.peak_memory_mb
+    measured = f"{ours:.1f} MB vs {theirs:.1f} MB at length {policy.peak_memory_length}" if ours is not None and theirs is not None else "not measured"
+    passed = ours is not None and theirs is not None and ours < theirs
+    return (Criterion("peak memory", passed, measured, f"< {baseline.name}'s", "keep_experimental"),)
 
 
 def _generalization(candidate: ModelEvidence, policy: Policy) -> Criterion:

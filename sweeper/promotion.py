@@ -22,6 +22,7 @@ import torch
 from search_spaces.promotion import Policy
 from sweeper import report as reports
 from sweeper.cluster import start_ray
+from sweeper.memory import peak_forward_memory_mb
 from sweeper.decision import Interval, ModelEvidence, Verdict, bootstrap_relative_gain, decide
 from sweeper.model_folder import PROGRAM, ExportedModel, instantiate, write_folder
 from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, TrialSummary, load_record, rank_trials, summarise_trials
@@ -106,7 +107,8 @@ def promote(options: PromoteOptions) -> PromotionOutcome:
             ray.shutdown()
     weights = {name: next((r.state for r in results if r.state is not None), None) for name, results in runs.items()}
     latency = _latencies(plan, data, context, weights)
-    evidence = tuple(_evidence(plan, name, runs[name], latency.get(name, float("nan"))) for name in plan.models)
+    memory = _peak_memory(plan, context)
+    evidence = tuple(_evidence(plan, name, runs[name], latency.get(name, float("nan")), memory.get(name)) for name in plan.models)
     gains = _gains(plan, runs, data)
     verdict = decide(evidence[0], evidence[1:], gains, probe, plan.policy)
     reference = family.reference(data.test) if family.reference else {}
@@ -201,7 +203,15 @@ def _latencies(plan: _Plan, data: DataSplits, context, weights: Mapping[str, Any
     return {name: values["latency_ms_p95"] for name, values in measured.items()}
 
 
-def _evidence(plan: _Plan, name: str, results: Sequence[RetrainResult], latency_p95_ms: float) -> ModelEvidence:
+def _peak_memory(plan: _Plan, context: Mapping[str, Any]) -> dict[str, float]:
+    """Peak MB of a batch-1 forward pass at the policy's length, each model in a fresh process."""
+    length = plan.policy.peak_memory_length
+    if length is None:
+        return {}
+    return {name: peak_forward_memory_mb(plan.family.name, config, context, length) for name, config in plan.models.items()}
+
+
+def _evidence(plan: _Plan, name: str, results: Sequence[RetrainResult], latency_p95_ms: float, memory_mb: float | None) -> ModelEvidence:
     metric = plan.policy.metric
     return ModelEvidence(
         name=name,
@@ -210,6 +220,7 @@ def _evidence(plan: _Plan, name: str, results: Sequence[RetrainResult], latency_
         diverged_seeds=sum(r.diverged for r in results),
         nonfinite_count=sum(r.nonfinite_count for r in results),
         latency_p95_ms=latency_p95_ms,
+        peak_memory_mb=memory_mb,
     )
 
 

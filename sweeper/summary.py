@@ -55,7 +55,14 @@ def trial_rows(trials: list[TrialSummary], metric: str) -> list[dict[str, object
 
 def write_trial_table(rows: list[dict[str, object]], path: Path) -> None:
     names = list(dict.fromkeys(name for row in rows for name in row))  # every column, first-seen order
-    pq.write_table(pa.Table.from_pylist([{name: row.get(name) for name in names} for row in rows]), path)
+    columns = {name: _one_type([row.get(name) for row in rows]) for name in names}
+    pq.write_table(pa.table(columns), path)
+
+
+def _one_type(values: list[object]) -> list[object]:
+    """A categorical parameter may mix types (tile_size: 16, 32, "adaptive"): Parquet columns cannot."""
+    kinds = {type(v) for v in values if v is not None}
+    return [None if v is None else str(v) for v in values] if len(kinds) > 1 and not kinds <= {int, float} else values
 
 
 def rebuild_study(trials: list[TrialSummary], space: SearchSpace, mode: str) -> optuna.Study:

@@ -18,7 +18,7 @@ def workdir(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["weather"], "unknown family 'weather'; known: localization, response_time"),
+        (["weather"], "unknown family 'weather'; known: language_model, localization, response_time, segmentation"),
         (["localization", "--preset", "huge"], "unknown preset 'huge'; choose one of smoke, quick, default"),
         (["localization", "--trials", "0"], "--trials must be positive, got 0"),
         (["localization", "--cpus-per-trial", "64"], "a trial asks for 64 CPUs and 0 GPUs, but the largest node has"),

@@ -136,3 +136,13 @@ def test_seed_noise_widens_the_interval():
     narrow = bootstrap_relative_gain(steady, [rows] * 3, mean_error, 400, "min", 0.95, 500)
     wide = bootstrap_relative_gain(noisy, [rows] * 3, mean_error, 400, "min", 0.95, 500)
     assert wide.high - wide.low > 2 * (narrow.high - narrow.low)
+
+
+def test_peak_memory_must_be_lower_when_the_policy_asks():
+    policy = dataclasses.replace(POLICY, peak_memory_length=4096)
+    baseline = dataclasses.replace(BASELINE, peak_memory_mb=300.0)
+    lean = dataclasses.replace(CANDIDATE, peak_memory_mb=40.0)
+    assert verdict(candidate=lean, baselines=(baseline,), policy=policy).decision == "promote"
+    heavy = verdict(candidate=dataclasses.replace(CANDIDATE, peak_memory_mb=300.0), baselines=(baseline,), policy=policy)
+    assert heavy.decision == "keep_experimental" and failed(heavy) == {"peak memory"}
+    assert "peak memory" not in {c.name for c in verdict().criteria}

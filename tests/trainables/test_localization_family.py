@@ -38,7 +38,7 @@ def test_rows_without_active_receivers_are_refused(tmp_path, rf_arrays):
 
 
 def test_bad_simulator_settings_name_the_setting():
-    with pytest.raises(ConfigError, match="unknown localization simulator setting .samples."):
+    with pytest.raises(ConfigError, match="unknown localization data setting .samples."):
         FAMILY.load_data({"samples": 10}, None, 0)
     with pytest.raises(DataError, match="raise iq_length"):
         FAMILY.load_data({**SMALL, "iq_length": 64}, None, 0)
@@ -57,5 +57,5 @@ def test_reference_beats_guessing_the_centre(rf_arrays):
 
 
 def test_unknown_family_lists_the_known_ones():
-    with pytest.raises(UnknownFamilyError, match="known: localization, response_time"):
+    with pytest.raises(UnknownFamilyError, match="known: language_model, localization, response_time, segmentation"):
         get_family("weather")

@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -118,22 +118,25 @@ def read_user_table(path: Path, schema: Schema, seed: int, group: str | None = N
     return split_random(arrays, seed, str(path))
 
 
-def simulated(
-    prefix: str, settings_type: type, version: int, simulate: Callable[[object], Arrays], schema: Schema, settings: Mapping[str, object]
-) -> tuple[Arrays, Path]:
-    """A simulated data set from the Parquet cache, keyed by every setting and the simulator's version.
-
-    ``settings`` are checked first: an unknown name or an unusable value (the dataclass's
-    ``problems()``) is refused with a message naming it.
-    """
+def checked_settings(prefix: str, settings_type: type, settings: Mapping[str, object]) -> Any:
+    """``settings_type(**settings)`` after checking them: an unknown name or an unusable value (the
+    dataclass's ``problems()``) is refused with a message naming it."""
     fields = {f.name for f in dataclasses.fields(settings_type)}
     unknown = sorted(set(settings) - fields)
     if unknown:
-        raise ConfigError(f"unknown {prefix} simulator setting {unknown[0]!r}; known: {', '.join(sorted(fields))}")
-    simulation = settings_type(**settings)
-    problems = simulation.problems()
+        raise ConfigError(f"unknown {prefix} data setting {unknown[0]!r}; known: {', '.join(sorted(fields))}")
+    instance = settings_type(**settings)
+    problems = instance.problems()
     if problems:
-        raise DataError(f"{prefix} simulator settings: {problems[0]}")
+        raise DataError(f"{prefix} data settings: {problems[0]}")
+    return instance
+
+
+def simulated(
+    prefix: str, settings_type: type, version: int, simulate: Callable[[object], Arrays], schema: Schema, settings: Mapping[str, object]
+) -> tuple[Arrays, Path]:
+    """A simulated data set from the Parquet cache, keyed by every setting and the simulator's version."""
+    simulation = checked_settings(prefix, settings_type, settings)
     return cached(prefix, {"version": version, **dataclasses.asdict(simulation)}, lambda: simulate(simulation), schema)
 
 

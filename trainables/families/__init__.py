@@ -24,8 +24,10 @@ from trainables.models import architectures, model_hyperparameters
 TRAINING_HYPERPARAMETERS = ("learning_rate", "weight_decay", "batch_size")
 
 _MODULES = {
+    "language_model": "trainables.families.language_model",
     "localization": "trainables.families.localization",
     "response_time": "trainables.families.response_time",
+    "segmentation": "trainables.families.segmentation",
 }
 
 
@@ -117,6 +119,15 @@ class Family:
 
     def is_better(self, value: float, than: float) -> bool:
         return value < than if self.mode == "min" else value > than
+
+
+def select_columns(splits: DataSplits, names: Sequence[str]) -> DataSplits:
+    """The splits with only ``names`` (e.g. without bookkeeping columns a generator adds)."""
+
+    def keep(arrays: Arrays | None) -> Arrays | None:
+        return None if arrays is None else {name: arrays[name] for name in names}
+
+    return DataSplits(keep(splits.train), keep(splits.validation), keep(splits.test), splits.source)
 
 
 def family_names() -> tuple[str, ...]:

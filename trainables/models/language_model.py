@@ -1,10 +1,11 @@
 """Character-level language model: a small causal transformer in the manner of nanoGPT.
 
 Call: ``model(tokens) -> logits``
-    tokens  (B, T) int64   characters, T <= context["sequence_length"]
+    tokens  (B, T) int64   characters, any T (trained on context["sequence_length"])
     logits  (B, T, V)      next-character scores at every position; position t sees tokens <= t only
 
-Layers: token + learned position embeddings -> ``layers`` pre-norm blocks (causal attention built
+Layers: token embeddings + fixed sinusoidal positions (no length limit, so the attention kinds can
+be compared at contexts longer than the training windows) -> ``layers`` pre-norm blocks (causal attention built
 by ``create_attention(kind, dim, causal=True, ...)``, then an MLP, each residual) -> LayerNorm ->
 an output head tied to the token embedding (Press and Wolf 2017). The architectures differ only in
 the attention kind: dense ``softmax`` (the baseline), exact ``tiled`` attention and ``hyperbolic``
@@ -20,14 +21,16 @@ from torch import nn
 
 from trainables.attention import create_attention
 from trainables.models import register_model
+from trainables.models.positions import sinusoidal_positions
 
 FAMILY = "language_model"
+POSITION_SCALE = 0.02  # the token embeddings' scale: unit sinusoids would drown the characters at first
 
 
 @dataclass(frozen=True)
 class CharTransformerConfig:
     vocab_size: int  # characters, including the unknown token
-    sequence_length: int  # longest context: the size of the position table
+    sequence_length: int  # the training windows' length, for the record: positions have no limit
     dim: int = 128  # residual stream width
     layers: int = 4  # transformer blocks
     mlp_ratio: int = 4  # MLP hidden width / dim
@@ -53,19 +56,15 @@ class CharTransformer(nn.Module):
     def __init__(self, config: CharTransformerConfig, attentions: list[nn.Module], dropout: float) -> None:
         super().__init__()
         self.token_embedding = nn.Embedding(config.vocab_size, config.dim)
-        self.position_embedding = nn.Embedding(config.sequence_length, config.dim)
-        for table in (self.token_embedding, self.position_embedding):
-            nn.init.normal_(table.weight, std=0.02)  # nanoGPT's scale; the default N(0, 1) swamps tied logits
+        nn.init.normal_(self.token_embedding.weight, std=0.02)  # nanoGPT's scale; the default N(0, 1) swamps tied logits
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(config, attention, dropout) for attention in attentions)
         self.final_norm = nn.LayerNorm(config.dim)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        length = tokens.shape[1]
-        if length > self.position_embedding.num_embeddings:
-            raise ValueError(f"sequence of {length} tokens is longer than the context of {self.position_embedding.num_embeddings}")
-        positions = torch.arange(length, device=tokens.device)
-        x = self.dropout(self.token_embedding(tokens) + self.position_embedding(positions))  # (B, T, D)
+        embedded = self.token_embedding(tokens)  # (B, T, D)
+        positions = sinusoidal_positions(tokens.shape[1], embedded.shape[-1], tokens.device)
+        x = self.dropout(embedded + POSITION_SCALE * positions)
         for block in self.blocks:
             x = block(x)
         return self.final_norm(x) @ self.token_embedding.weight.T  # (B, T, V), tied head

@@ -21,7 +21,6 @@ this one. The small hashed-word embedding (2^14 x 8) and encoder bring the basel
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -31,6 +30,7 @@ from torch.nn import functional as F
 
 from trainables.attention import create_attention
 from trainables.models import register_model
+from trainables.models.positions import sinusoidal_positions
 
 FAMILY = "segmentation"
 
@@ -43,14 +43,6 @@ class SegmenterConfig:
     channels: int = 64  # convolution features; kept narrow, as it runs at every word
     dim: int = 256  # sentence vectors and attention width
     head_hidden: int = 64  # the boundary MLP's hidden width
-
-
-def sinusoidal_positions(length: int, dim: int, device: torch.device) -> torch.Tensor:
-    """(length, dim) fixed sine/cosine position codes (Vaswani et al. 2017): no length limit, no parameters."""
-    position = torch.arange(length, device=device, dtype=torch.float32)[:, None]
-    frequency = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    angles = position * frequency  # (length, dim / 2)
-    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)
 
 
 class SentenceEncoder(nn.Module):

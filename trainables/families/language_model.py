@@ -1,0 +1,82 @@
+"""Language model: predict the next character of standard-library docstrings.
+
+Data: character windows (trainables/data/char_sequences.py) of the text that ships with Python,
+split by source module; or a user's Parquet file with the columns of SCHEMA (``targets`` is
+``inputs`` shifted by one character). Models: a small causal transformer whose attention is dense
+``softmax`` (the baseline), exact ``tiled`` or ``hyperbolic``. Loss: cross-entropy of the next
+character. Main metric: bits per character on the split (lower is better); also accuracy.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from trainables.data import DataSplits, checked_settings, read_user_table
+from trainables.data.char_sequences import VOCAB_SIZE, CharSequences, load_sequences
+from trainables.data.tables import Arrays, Column, Schema
+from trainables.families import Family, Preset, select_columns
+from trainables.metrics.language_model import bits_per_character
+
+SCHEMA = Schema(
+    (
+        Column("inputs", "int64", ("T",), "characters as tokens (see char_sequences.VOCABULARY)"),
+        Column("targets", "int64", ("T",), "target: the next character of each input position"),
+    )
+)
+
+PRESETS = {
+    "smoke": Preset(trials=3, epochs=2, data={"sequence_length": 64, "max_sequences": 240}),
+    "quick": Preset(trials=8, epochs=6, data={"sequence_length": 128, "max_sequences": 3000}),
+    "default": Preset(trials=32, epochs=20, data={"sequence_length": 256}),
+}
+
+
+def load_data(settings: Mapping[str, Any], path: Path | None, seed: int) -> DataSplits:
+    if path is not None:
+        return read_user_table(path, SCHEMA, seed)
+    windows = load_sequences(checked_settings("language_model", CharSequences, settings))
+    for arrays in (windows.train, windows.validation, windows.test):
+        tokens = arrays.pop("tokens")
+        arrays.update(inputs=tokens[:, :-1], targets=tokens[:, 1:])
+    return select_columns(windows, SCHEMA.names)
+
+
+def model_context(train: Arrays) -> dict[str, Any]:
+    return {"vocab_size": VOCAB_SIZE, "sequence_length": int(train["inputs"].shape[1])}
+
+
+def loss(outputs: Sequence[torch.Tensor], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    (logits,) = outputs
+    return F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten())
+
+
+def evaluate(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, float]:
+    (logits,) = outputs  # (N, T, V)
+    targets = arrays["targets"]
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_normaliser = np.log(np.exp(shifted).sum(axis=-1))  # (N, T)
+    target_logit = np.take_along_axis(shifted, targets[..., None], axis=-1)[..., 0]
+    cross_entropy = float(np.mean(log_normaliser - target_logit))
+    return {"bits_per_character": bits_per_character(cross_entropy), "accuracy": float(np.mean(logits.argmax(-1) == targets))}
+
+
+FAMILY = Family(
+    name="language_model",
+    description="character-level language model on stdlib docstrings (dense softmax, tiled and hyperbolic attention)",
+    metric="bits_per_character",
+    mode="min",
+    schema=SCHEMA,
+    inputs=("inputs",),
+    targets=("targets",),
+    outputs=("logits",),
+    metrics=("bits_per_character", "accuracy"),
+    presets=PRESETS,
+    load_data=load_data,
+    model_context=model_context,
+    loss=loss,
+    evaluate=evaluate,
+)
