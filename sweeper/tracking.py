@@ -6,6 +6,7 @@ trial (tags ``sweeper.sweep``, ``sweeper.trial_id``, ``sweeper.architecture``,
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -13,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
@@ -116,7 +117,9 @@ class SweepTracker:
         signature = ModelSignature(inputs=specs(inputs, example), outputs=specs(outputs, example_outputs))
         mlflow.set_tracking_uri(self.tracking_uri)
         serialization, input_example = ("pt2", tuple(example)) if traceable else ("pickle", dict(zip(inputs, example)))
-        with mlflow.start_run(run_id=run_id):
+        # For pickled multi-input models MLflow warns that pickle is unsafe and that its pyfunc server
+        # takes one tensor; both are known and documented (use sweeper export / mlflow.pytorch).
+        with mlflow.start_run(run_id=run_id), _quiet("mlflow.pytorch", "mlflow.models.model"):
             info = mlflow.pytorch.log_model(
                 model, name="model", signature=signature, input_example=input_example,
                 registered_model_name=self.family, serialization_format=serialization,
@@ -175,6 +178,19 @@ class SweepTracker:
                 params=param_entities[start : start + 100],
                 tags=tag_entities[start : start + 100],
             )
+
+
+@contextlib.contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
 
 
 def local_artifact_location(tracking_uri: str) -> str | None:
