@@ -1,0 +1,3 @@
+from mlflow_server.cli import main
+
+main()
