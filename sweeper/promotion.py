@@ -225,20 +225,35 @@ def _evidence(plan: _Plan, name: str, results: Sequence[RetrainResult], latency_
 
 
 def _gains(plan: _Plan, runs: Mapping[str, Sequence[RetrainResult]], data: DataSplits) -> dict[str, Interval]:
-    family, policy = plan.family, plan.policy
-    targets = {name: data.test[name] for name in family.targets}
-
-    def score(outputs: Sequence[np.ndarray], rows: np.ndarray) -> float:
-        return family.evaluate([o[rows] for o in outputs], {k: v[rows] for k, v in targets.items()})[policy.metric]
-
+    """Bootstrap interval of the candidate's gain over each baseline on the test split."""
+    policy = plan.policy
+    targets = {name: data.test[name] for name in plan.family.targets}
     finished = {name: [r.test_outputs for r in results if r.test_outputs] for name, results in runs.items()}
+    samples, score = _resampling(plan.family, policy.metric, finished, targets)
     rows = len(next(iter(targets.values())))
     return {
-        name: bootstrap_relative_gain(finished[CANDIDATE], outputs, score, rows, policy.mode, policy.confidence,
+        name: bootstrap_relative_gain(samples[CANDIDATE], samples[name], score, rows, policy.mode, policy.confidence,
                                       policy.bootstrap_replicates, seed=plan.record.seed)  # fmt: skip
-        for name, outputs in finished.items()
-        if name != CANDIDATE and outputs and finished[CANDIDATE]
+        for name in samples
+        if name != CANDIDATE and samples[name] and samples[CANDIDATE]
     }
+
+
+def _resampling(family: Family, metric: str, outputs: Mapping[str, list], targets: Mapping[str, np.ndarray]) -> tuple[dict, Any]:
+    """Per model and seed, what the bootstrap resamples, and how a resample of rows is scored.
+
+    For a metric that is a mean over rows, each seed's rows are scored once and a resample is
+    only an average; otherwise the family's evaluate runs on every resample.
+    """
+    if family.row_scores is not None:
+        per_row = {name: [family.row_scores(o, targets).get(metric) for o in seeds] for name, seeds in outputs.items()}
+        if all(values is not None for seeds in per_row.values() for values in seeds):
+            return per_row, lambda values, rows: float(values[rows].mean())
+
+    def evaluate(seed_outputs: Sequence[np.ndarray], rows: np.ndarray) -> float:
+        return family.evaluate([o[rows] for o in seed_outputs], {k: v[rows] for k, v in targets.items()})[metric]
+
+    return dict(outputs), evaluate
 
 
 # ---------------------------------------------------------------- report and MLflow

@@ -64,6 +64,9 @@ class Family:
     loss: Callable[[Sequence[torch.Tensor], Mapping[str, torch.Tensor]], torch.Tensor]
     # (model outputs over a split, that split's arrays) -> metrics without prefix
     evaluate: Callable[[Sequence[np.ndarray], Arrays], dict[str, float]]
+    # optional, for metrics that are means over rows: (outputs, arrays) -> metric -> per-row values.
+    # The promotion bootstrap then averages resampled rows instead of evaluating again and again.
+    row_scores: Callable[[Sequence[np.ndarray], Arrays], dict[str, np.ndarray]] | None = None
     # optional non-learned reference: split arrays -> its metrics, reported next to the networks
     reference: Callable[[Arrays], dict[str, float]] | None = None
     # optional training-time augmentations: (train batch, config, generator) -> batch; the config

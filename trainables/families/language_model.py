@@ -54,14 +54,21 @@ def loss(outputs: Sequence[torch.Tensor], batch: Mapping[str, torch.Tensor]) -> 
     return F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten())
 
 
-def evaluate(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, float]:
+def row_scores(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, np.ndarray]:
+    """Bits per character and accuracy of each window (all windows have the same length)."""
     (logits,) = outputs  # (N, T, V)
     targets = arrays["targets"]
     shifted = logits - logits.max(axis=-1, keepdims=True)
     log_normaliser = np.log(np.exp(shifted).sum(axis=-1))  # (N, T)
     target_logit = np.take_along_axis(shifted, targets[..., None], axis=-1)[..., 0]
-    cross_entropy = float(np.mean(log_normaliser - target_logit))
-    return {"bits_per_character": bits_per_character(cross_entropy), "accuracy": float(np.mean(logits.argmax(-1) == targets))}
+    return {
+        "bits_per_character": bits_per_character(np.mean(log_normaliser - target_logit, axis=1)),
+        "accuracy": np.mean(logits.argmax(-1) == targets, axis=1),
+    }
+
+
+def evaluate(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, float]:
+    return {name: float(values.mean()) for name, values in row_scores(outputs, arrays).items()}
 
 
 FAMILY = Family(
@@ -79,4 +86,5 @@ FAMILY = Family(
     model_context=model_context,
     loss=loss,
     evaluate=evaluate,
+    row_scores=row_scores,
 )

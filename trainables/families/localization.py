@@ -87,6 +87,10 @@ def position_errors(position: np.ndarray, target: np.ndarray) -> dict[str, float
     }
 
 
+def row_scores(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, np.ndarray]:
+    return {"mean_error_m": np.linalg.norm(outputs[0] - arrays["transmitter_xy"], axis=1)}
+
+
 def evaluate(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, float]:
     """Position errors, and the fraction of per-axis errors within 1 and 2 predicted sigma
     (0.683 and 0.954 when the uncertainty is calibrated)."""
@@ -155,6 +159,7 @@ FAMILY = Family(
     model_context=model_context,
     loss=loss,
     evaluate=evaluate,
+    row_scores=row_scores,
     reference=multilateration_reference,
     plots=diagnostic_plots,
 )

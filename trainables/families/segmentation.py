@@ -22,7 +22,7 @@ from trainables.data import DataSplits, checked_settings, read_user_table
 from trainables.data.segmentation_documents import SegmentationDocuments, load_documents
 from trainables.data.tables import Arrays, Column, Schema
 from trainables.families import Family, Preset, select_columns
-from trainables.metrics.segmentation import SEGMENTATION_METRICS, segmentation_scores
+from trainables.metrics.segmentation import SEGMENTATION_METRICS, per_document_scores
 
 SCHEMA = Schema(
     (
@@ -59,9 +59,13 @@ def loss(outputs: Sequence[torch.Tensor], batch: Mapping[str, torch.Tensor]) -> 
     return F.binary_cross_entropy_with_logits(logits[mask], target[mask], pos_weight=weight)
 
 
-def evaluate(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, float]:
+def row_scores(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, np.ndarray]:
     (logits,) = outputs
-    return segmentation_scores((logits > 0).astype(np.float32), arrays["boundary"], arrays["sentence_mask"])
+    return per_document_scores((logits > 0).astype(np.float32), arrays["boundary"], arrays["sentence_mask"])
+
+
+def evaluate(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, float]:
+    return {name: float(values.mean()) for name, values in row_scores(outputs, arrays).items()}
 
 
 FAMILY = Family(
@@ -79,4 +83,5 @@ FAMILY = Family(
     model_context=model_context,
     loss=loss,
     evaluate=evaluate,
+    row_scores=row_scores,
 )

@@ -57,5 +57,10 @@ def document_scores(predicted: np.ndarray, reference: np.ndarray) -> dict[str, f
 def segmentation_scores(predicted: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """Mean over documents of each metric: (N, S) 0/1 predicted and reference boundaries, (N, S) bool mask
     of real sentences (a prefix of each row)."""
+    return {name: float(values.mean()) for name, values in per_document_scores(predicted, reference, mask).items()}
+
+
+def per_document_scores(predicted: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """Each metric of each document, (N,) per metric; arguments as :func:`segmentation_scores`."""
     scores = [document_scores(p[m], r[m]) for p, r, m in zip(predicted, reference, mask.astype(bool))]
-    return {name: float(np.mean([score[name] for score in scores])) for name in SEGMENTATION_METRICS}
+    return {name: np.array([score[name] for score in scores]) for name in SEGMENTATION_METRICS}

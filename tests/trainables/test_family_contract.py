@@ -1,0 +1,35 @@
+"""What every family promises, checked on its smoke data with its first baseline model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trainables.families import family_names, get_family
+from trainables.train_loop import build_model, predict
+
+
+@pytest.fixture(scope="module", params=family_names())
+def evaluated(request):
+    family = get_family(request.param)
+    splits = family.load_data(family.presets["smoke"].data, None, 0)
+    config = next(iter(family.promotion().baselines.values()))
+    torch.manual_seed(0)
+    model = build_model(family, config, family.context(splits.train))
+    return family, predict(model, family, splits.validation, 64, torch.device("cpu")), splits.validation
+
+
+def test_evaluate_returns_exactly_the_declared_metrics(evaluated):
+    family, outputs, arrays = evaluated
+    assert set(family.evaluate(outputs, arrays)) == set(family.metrics) and family.metric in family.metrics
+    assert len(outputs) == len(family.outputs)
+
+
+def test_row_scores_average_to_the_metrics(evaluated):
+    family, outputs, arrays = evaluated
+    if family.row_scores is None:
+        pytest.skip(f"{family.name}: its metric is not a mean over rows")
+    metrics = family.evaluate(outputs, arrays)
+    rows = len(next(iter(arrays.values())))
+    for name, values in family.row_scores(outputs, arrays).items():
+        assert values.shape == (rows,) and np.mean(values) == pytest.approx(metrics[name], rel=1e-5)
