@@ -5,9 +5,12 @@ that ship with Python, split by source module; or a user's Parquet file with the
 The documents depend on the data settings only (their ``seed`` picks modules and draws), so every
 sweep of a preset sees the same documents. Models: sentence encoder -> attention over sentences
 (``self``, ``localized``, ``boundary_aware``) -> a boundary logit per sentence. Loss: binary
-cross-entropy over real sentences, positives weighted by the batch's negatives-to-positives ratio
-(boundaries are about one sentence in seven). Main metric: Pk (lower is better); also WindowDiff,
-boundary F1, precision and recall, at the logit threshold 0.
+cross-entropy over real sentences, positives weighted by the square root of the batch's
+negatives-to-positives ratio (boundaries are about one sentence in seven). Full balancing makes
+the model flag a boundary whenever p > 1/7 and over-predict (validation Pk 0.51 after 8 epochs of
+the quick preset, worse than predicting none: 0.457); no weighting predicts none (0.456); the
+square root gave 0.442. Main metric: Pk (lower is better); also WindowDiff, boundary F1,
+precision and recall, at the logit threshold 0.
 """
 from __future__ import annotations
 
@@ -55,7 +58,7 @@ def loss(outputs: Sequence[torch.Tensor], batch: Mapping[str, torch.Tensor]) -> 
     (logits,) = outputs
     mask, target = batch["sentence_mask"], batch["boundary"]
     positives = target[mask].sum()
-    weight = ((mask.sum() - positives) / positives.clamp(min=1.0)).clamp(min=1.0)
+    weight = ((mask.sum() - positives) / positives.clamp(min=1.0)).clamp(min=1.0).sqrt()
     return F.binary_cross_entropy_with_logits(logits[mask], target[mask], pos_weight=weight)
 
 
