@@ -6,6 +6,7 @@ space, options, data file, tracking store) runs before Ray starts or an MLflow r
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -207,7 +208,12 @@ def trainable(record: SweepRecord, family: Family, data: DataSplits) -> Any:
 
 def _tuner(plan: SweepPlan, data: DataSplits, record: SweepRecord) -> tune.Tuner:
     family, options = plan.family, plan.options
-    sampler = optuna.samplers.TPESampler(seed=options.seed, n_startup_trials=max(2, min(10, plan.trials // 3)))
+    # Optuna's 10 random start-up trials cover the architecture choice before TPE exploits (a
+    # sweep of fewer trials is a seeded random search); multivariate TPE with groups models the
+    # conditional parameters of each architecture together.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=options.seed, n_startup_trials=10, multivariate=True, group=True)
     # A define-by-run searcher ignores TuneConfig's metric and mode: it needs its own.
     optuna_search = OptunaSearch(space=plan.space, metric=family.validation_metric, mode=family.mode, sampler=sampler)
     search = ConcurrencyLimiter(optuna_search, max_concurrent=_max_concurrent(options))
