@@ -81,7 +81,7 @@ def models_table(evidence: Sequence[ModelEvidence], metric: str, params: Mapping
             f"{params.get(model.name, 0):,}",
             model.diverged_seeds,
         ))  # fmt: skip
-    header = (f"model", f"test {metric} (mean ± sd)", "per seed", f"validation {metric}", "p95 latency ms", "parameters", "diverged seeds")
+    header = ("model", f"test {metric} (mean ± sd)", "per seed", f"validation {metric}", "p95 latency ms", "parameters", "diverged seeds")
     return Table(header, rows)
 
 

@@ -125,6 +125,11 @@ def _running(process: psutil.Process) -> bool:
         return False
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant (servers and Ray workers start sessions of their own)."""
+    _kill(_tree(pid))
+
+
 def _kill(processes: list[psutil.Process]) -> None:
     for process in processes:
         try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -15,27 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.servers import free_port
+from tests.servers import free_port, kill_tree
 
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process and every descendant (Ray's workers start sessions of their own)."""
-    try:
-        root = psutil.Process(pid)
-        family = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for process in family:
-        try:
-            process.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(family, timeout=10)
 
 
 @dataclass

@@ -1,0 +1,44 @@
+"""The benchmarks' entry point at the tiniest sizes: every measurement runs and writes its files.
+
+Benchmarks are not tests: nothing here is timed or compared with a target, only the shape of
+what ``python -m benchmarks all`` writes.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks import MEASUREMENTS
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+KEYS = {"name", "size", "started", "wall_s", "machine", "load", "settings", "results", "summary"}
+MACHINE_KEYS = {"arch", "cpu_model", "cores", "torch", "ray"}
+RESULT_KEYS = {
+    "orchestration": {"ray_start_s", "slots", "per_repeat", "spread", "mlflow_trial_runs", "anchors"},
+    "trainable": {"samples_per_s", "overhead", "latency_probe_s", "checkpoint_save_s"},
+    "early_stopping": {"metric", "sweeps", "comparisons", "anchor"},
+    "attention": {"memory_cap_mb", "memory", "timing", "crossover", "performer_error"},
+    "latency": {"cases"},
+}
+
+
+def test_all_at_tiny_sizes_writes_every_result(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "all", "--tiny", "--out", str(tmp_path)],
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "quantity" in completed.stdout and "per-trial overhead" in completed.stdout  # the summary table
+    for name in MEASUREMENTS:
+        payload = json.loads((tmp_path / f"{name}.json").read_text())
+        assert KEYS <= set(payload) and payload["name"] == name and payload["size"] == "tiny"
+        assert MACHINE_KEYS <= set(payload["machine"]) and "during_1min" in payload["load"]
+        assert RESULT_KEYS[name] <= set(payload["results"])
+        assert payload["summary"] and all({"quantity", "value", "target", "met"} == set(row) for row in payload["summary"])
+        assert (tmp_path / f"{name}.png").stat().st_size > 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["summary"]) == set(MEASUREMENTS)
+    stack = json.loads((tmp_path / "orchestration.json").read_text())["results"]
+    assert stack["mlflow_trial_runs"] == [2], "the full stack logged one nested MLflow run per trial"
