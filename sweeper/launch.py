@@ -6,6 +6,7 @@ space, options, data file, tracking store) runs before Ray starts or an MLflow r
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -208,43 +209,78 @@ def trainable(record: SweepRecord, family: Family, data: DataSplits) -> Any:
 
 def _tuner(plan: SweepPlan, data: DataSplits, record: SweepRecord) -> tune.Tuner:
     family, options = plan.family, plan.options
-    # Optuna's 10 random start-up trials cover the architecture choice before TPE exploits (a
-    # sweep of fewer trials is a seeded random search); multivariate TPE with groups models the
-    # conditional parameters of each architecture together.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=options.seed, n_startup_trials=10, multivariate=True, group=True)
-    # A define-by-run searcher ignores TuneConfig's metric and mode: it needs its own.
-    optuna_search = OptunaSearch(space=plan.space, metric=family.validation_metric, mode=family.mode, sampler=sampler)
-    search = ConcurrencyLimiter(optuna_search, max_concurrent=_max_concurrent(options))
     scheduler = (
         ASHAScheduler(max_t=plan.epochs, grace_period=max(1, plan.epochs // 3), reduction_factor=3)
         if options.scheduler == "asha"
         else FIFOScheduler()
     )
-    return tune.Tuner(
+    return build_tuner(
         trainable(record, family, data),
+        plan.space,
+        family.validation_metric,
+        family.mode,
+        trials=plan.trials,
+        seed=options.seed,
+        scheduler=scheduler,
+        max_concurrent=_max_concurrent(options),
+        max_failures=options.max_failures,
+        storage=plan.storage,
+        name=plan.name,
+        callbacks=[TrialLogger(record.tracking_uri, record.family, record.name, record.journal_dir, record.epochs)],
+    )
+
+
+def tpe_sampler(seed: int) -> optuna.samplers.TPESampler:
+    """Optuna's 10 random start-up trials cover the architecture choice before TPE exploits (a sweep
+    of fewer trials is a seeded random search); multivariate TPE with groups models the conditional
+    parameters of each architecture together."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True, group=True)
+
+
+def build_tuner(
+    trainable: Any,
+    space: SearchSpace,
+    metric: str,
+    mode: str,
+    *,
+    trials: int,
+    seed: int,
+    scheduler: Any,
+    max_concurrent: int,
+    max_failures: int,
+    storage: str,
+    name: str,
+    callbacks: list[Any],
+) -> tune.Tuner:
+    """The sweep's Tuner around any function trainable that reports ``metric`` and checkpoints."""
+    # A define-by-run searcher ignores TuneConfig's metric and mode: it needs its own.
+    optuna_search = OptunaSearch(space=space, metric=metric, mode=mode, sampler=tpe_sampler(seed))
+    # With num_to_keep, Ray saves the experiment state whenever a trial has checkpointed that many
+    # times since the last save, so the state never names a deleted checkpoint; short epochs make
+    # that frequent. Fresh state is what `sweeper resume` restores from: keep it, skip the warning.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    return tune.Tuner(
+        trainable,
         tune_config=tune.TuneConfig(
-            metric=family.validation_metric,
-            mode=family.mode,
-            search_alg=search,
+            metric=metric,
+            mode=mode,
+            search_alg=ConcurrencyLimiter(optuna_search, max_concurrent=max_concurrent),
             scheduler=scheduler,
-            num_samples=plan.trials,
+            num_samples=trials,
             reuse_actors=True,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
         ),
         run_config=tune.RunConfig(
-            name=plan.name,
-            storage_path=plan.storage,
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=2,  # the best epoch and the latest (Ray always keeps the latest for resuming)
-                checkpoint_score_attribute=family.validation_metric,
-                checkpoint_score_order=family.mode,
-            ),
+            name=name,
+            storage_path=storage,
+            # The best epochs and the latest (Ray always keeps the latest, for resuming).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode),
             # A trial whose process or node dies starts again from its last checkpoint.
-            failure_config=tune.FailureConfig(max_failures=options.max_failures),
-            callbacks=[TrialLogger(record.tracking_uri, record.family, record.name, record.journal_dir, record.epochs)],
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            callbacks=callbacks,
             verbose=1,
         ),
     )

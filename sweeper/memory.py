@@ -28,14 +28,16 @@ def peak_forward_memory_mb(family: str, config: Mapping[str, Any], context: Mapp
     return float(completed.stdout.strip().splitlines()[-1])
 
 
-def _status_kb(field: str) -> int:
+def status_kb(field: str) -> int:
+    """A field of /proc/self/status in kB (VmRSS: resident now, VmHWM: its high-water mark)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise KeyError(field)
 
 
-def _reset_peak() -> bool:
+def reset_peak() -> bool:
+    """Reset VmHWM to the current resident size (Linux); False where that is unavailable."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
         return True
@@ -60,10 +62,10 @@ def _measure(job: Mapping[str, Any]) -> float:
     with torch.no_grad():
         model(*inputs(WARMUP_LENGTH))  # load kernels and libraries before measuring
         long_inputs = inputs(job["length"])
-        before_kb = _status_kb("VmRSS")
-        _reset_peak()
+        before_kb = status_kb("VmRSS")
+        reset_peak()
         model(*long_inputs)
-        return (_status_kb("VmHWM") - before_kb) / 1024
+        return (status_kb("VmHWM") - before_kb) / 1024
 
 
 if __name__ == "__main__":
