@@ -79,7 +79,7 @@ def train(
 
     for epoch in range(start_epoch + 1, settings.epochs + 1):
         batches = iterate_batches(data.train, family, int(config["batch_size"]), device, seed * 100_003 + epoch)
-        if family.augment is not None:
+        if family.augment is not None and any(config.get(name) for name in family.augmentations):
             generator = torch.Generator(device).manual_seed(seed * 100_003 + epoch)
             batches = (family.augment(batch, config, generator) for batch in batches)
         progress = train_epoch(model, family, optimizer, batches, settings.max_grad_norm)
