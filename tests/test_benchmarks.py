@@ -10,11 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks import MEASUREMENTS
+
+pytestmark = pytest.mark.slow  # starts Ray and runs tiny sweeps
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 KEYS = {"name", "size", "started", "wall_s", "machine", "load", "settings", "results", "summary"}
 MACHINE_KEYS = {"arch", "cpu_model", "cores", "torch", "ray"}
+ROW_KEYS = {"quantity", "value", "target", "met"}
 RESULT_KEYS = {
     "orchestration": {"ray_start_s", "slots", "per_repeat", "spread", "mlflow_trial_runs", "anchors"},
     "trainable": {"samples_per_s", "overhead", "latency_probe_s", "checkpoint_save_s"},
@@ -36,7 +41,7 @@ def test_all_at_tiny_sizes_writes_every_result(tmp_path: Path) -> None:
         assert KEYS <= set(payload) and payload["name"] == name and payload["size"] == "tiny"
         assert MACHINE_KEYS <= set(payload["machine"]) and "during_1min" in payload["load"]
         assert RESULT_KEYS[name] <= set(payload["results"])
-        assert payload["summary"] and all({"quantity", "value", "target", "met"} == set(row) for row in payload["summary"])
+        assert payload["summary"] and all(set(row) == ROW_KEYS for row in payload["summary"])
         assert (tmp_path / f"{name}.png").stat().st_size > 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["summary"]) == set(MEASUREMENTS)

@@ -1,0 +1,71 @@
+"""The orchestration benchmark's trial: fixed CPU work in epochs, reported like the real trainable.
+
+A module of its own because Ray workers import it: it loads what the project's trainable loads
+(torch, trainables.train_loop) and nothing of the driver's side (no MLflow, no Optuna). The work
+(matrix products on one thread) does not depend on the config, so every trial costs the same and
+any difference in wall time between ways of running them is orchestration.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from trainables.train_loop import CHECKPOINT_FILE, Report
+
+
+@dataclass(frozen=True)
+class Work:
+    epochs: int
+    products_per_epoch: int  # (size x size) @ (size x size) matrix products per epoch
+    size: int = 256
+
+
+def run_trial(config: Mapping[str, Any], work: Work, report: Report) -> None:
+    """``work.epochs`` epochs of fixed compute, each reported with a small checkpoint state."""
+    trial_started = time.time()
+    generator = torch.Generator().manual_seed(0)
+    # Orthogonal, so the repeated products neither overflow nor vanish (no inf, NaN or denormals).
+    weights = torch.linalg.qr(torch.randn(work.size, work.size, generator=generator)).Q
+    product = weights
+    for epoch in range(1, work.epochs + 1):
+        start = time.perf_counter()
+        for _ in range(work.products_per_epoch):
+            product = weights @ product
+        compute_s = time.perf_counter() - start
+        metrics = {
+            "epoch": epoch,
+            "loss": synthetic_loss(config, epoch),
+            "compute_s": compute_s,
+            "trial_started": trial_started,
+            "epoch_ended": time.time(),
+            "pid": os.getpid(),
+        }
+        report(metrics, {"weights": product, "epoch": epoch})
+
+
+def synthetic_loss(config: Mapping[str, Any], epoch: int) -> float:
+    """A smooth function of the config, so the searcher has something to model."""
+    width = math.log2(config.get("width", 64)) - 6
+    return (math.log10(config["learning_rate"]) + 3.0) ** 2 + 0.1 * width**2 + 1.0 / epoch
+
+
+def tune_trial(config: dict[str, Any], *, work: Work) -> None:
+    """Ray Tune function trainable: threads and checkpoints as trainables.train_loop.tune_trainable."""
+    import ray
+    from ray import tune
+
+    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))))
+
+    def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save(state, Path(directory) / CHECKPOINT_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    run_trial(config, work, report)
