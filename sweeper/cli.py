@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--search-space", type=Path, help="your own search-space YAML (default: the family's)")
     launch.add_argument("--scheduler", default="asha", help="asha (early stopping, default) or fifo")
     launch.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose process or node dies, from its last checkpoint (default 2)")
+    launch.add_argument("--memory-budget-gb", type=float, help="largest --data a node may hold in memory (default: its Ray object store, 30%% of its memory)")
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep where it stopped (same search, same MLflow runs)")
     resume.add_argument("sweep", help="the sweep's name")

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import optuna
 import pyarrow.fs
+import pyarrow.parquet
 import ray
 from ray import tune
 from ray.tune import ExperimentAnalysis
@@ -23,7 +24,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
-from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, start_ray
+from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, physical_memory, start_ray
 from sweeper.summary import write_summary
 from sweeper.sweeps import (
     DEFAULT_STORAGE,
@@ -45,6 +46,8 @@ from trainables.train_loop import TrainSettings, tune_trainable
 logger = logging.getLogger(__name__)
 
 SCHEDULERS = ("asha", "fifo")
+VALUE_BYTES = {"BOOLEAN": 1, "INT32": 4, "FLOAT": 4, "INT64": 8, "DOUBLE": 8, "INT96": 12}  # Parquet physical types
+OBJECT_STORE_FRACTION = 0.3  # Ray's default object store size, of a node's memory
 
 
 class AllTrialsDivergedError(UserError):
@@ -69,6 +72,7 @@ class LaunchOptions:
     search_space: Path | None = None  # the user's YAML instead of the family's
     scheduler: str = "asha"
     max_failures: int = 2  # retries of a trial whose process or node died, from its last checkpoint
+    memory_budget_gb: float | None = None  # for --data; default: the object store of the nodes
 
 
 @dataclass(frozen=True)
@@ -118,8 +122,10 @@ def plan_sweep(options: LaunchOptions) -> SweepPlan:
         raise ConfigError(f"--gpus-per-trial must be >= 0, got {options.gpus_per_trial}")
     if options.scheduler not in SCHEDULERS:
         raise ConfigError(f"unknown scheduler {options.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    _check_positive(memory_budget_gb=options.memory_budget_gb)
     if options.address is None:
         check_fits(options.cpus_per_trial, options.gpus_per_trial, [local_resources()])
+        _check_data_budget(options, OBJECT_STORE_FRACTION * physical_memory(), "Ray's object store: 30% of this machine's memory")
     space = family.search_space(options.search_space)
     name = options.name or f"{family.name}-{datetime.now():%Y%m%d-%H%M%S}"
     storage = resolve_storage(options.storage)
@@ -146,6 +152,8 @@ def launch(options: LaunchOptions) -> SweepSummary:
     try:
         if options.address is not None:
             check_fits(options.cpus_per_trial, options.gpus_per_trial, cluster_nodes())
+            smallest_store = min(node.get("object_store_memory", 0.0) for node in cluster_nodes())
+            _check_data_budget(options, smallest_store, "the smallest object store of the cluster's nodes")
         log = open_sweep_log(plan.tracking_uri, plan.family.name, plan.name, journal_dir(plan.storage, plan.name))
         log.start_run(SWEEP_KEY, plan.name, "sweep", _sweep_params(plan, data), {})
         if log.run_id(SWEEP_KEY) is None:
@@ -356,6 +364,37 @@ def _check_positive(**values: float | None) -> None:
     for name, value in values.items():
         if value is not None and value <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def _check_data_budget(options: LaunchOptions, capacity_bytes: float, capacity: str) -> None:
+    """The driver and the object store of every node that runs a trial hold the whole data set:
+    refuse a file that cannot fit before reading it, with the numbers."""
+    if options.data is None or not options.data.is_file():
+        return  # the presets' generated data fits; a missing file is named by the loader
+    try:
+        needed = _decoded_size(pyarrow.parquet.read_metadata(options.data))
+    except (pyarrow.ArrowException, OSError):
+        return  # not Parquet: the loader names the problem
+    budget, source = (options.memory_budget_gb * 2**30, "--memory-budget-gb") if options.memory_budget_gb else (capacity_bytes, capacity)
+    if needed > budget:
+        raise ConfigError(
+            f"data file {options.data} takes {_gib(needed)} in memory, more than the budget of {_gib(budget)} ({source}); "
+            "use a smaller file, or raise --memory-budget-gb if the nodes have the memory"
+        )
+
+
+def _decoded_size(metadata: pyarrow.parquet.FileMetaData) -> int:
+    """Bytes of the file's values as arrays: Parquet's sizes are of encoded (e.g. run-length) data."""
+    size = 0
+    for group in map(metadata.row_group, range(metadata.num_row_groups)):
+        for column in map(group.column, range(group.num_columns)):
+            width = VALUE_BYTES.get(column.physical_type)
+            size += column.num_values * width if width else column.total_uncompressed_size
+    return size
+
+
+def _gib(size: float) -> str:
+    return f"{size / 2**30:.3g} GiB"
 
 
 def _sweep_params(plan: SweepPlan, data: DataSplits) -> dict[str, Any]:

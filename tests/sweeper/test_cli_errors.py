@@ -1,6 +1,9 @@
 """User errors: one line on stderr, exit code 2, and nothing started or written."""
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import ray
 
@@ -12,6 +15,7 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad_space.yaml").write_text("family: localization\nparameters:\n  architecture: {type: categorical, choices: []}\n")
     (tmp_path / "ray_results" / "taken").mkdir(parents=True)
+    pq.write_table(pa.table({"values": np.zeros(100_000)}), tmp_path / "large.parquet")  # 0.8 MB in memory
     return tmp_path
 
 
@@ -26,6 +30,9 @@ def workdir(tmp_path, monkeypatch):
         (["localization", "--search-space", "bad_space.yaml"], "bad_space.yaml: parameters.architecture.choices: expected a non-empty list"),
         (["localization", "--name", "taken"], "a sweep named 'taken' already exists"),
         (["localization", "--data", "nowhere.parquet"], "data file nowhere.parquet does not exist"),
+        (["localization", "--data", "large.parquet", "--memory-budget-gb", "0.0001"],
+         "data file large.parquet takes 0.000745 GiB in memory, more than the budget of 0.0001 GiB (--memory-budget-gb)"),
+        (["localization", "--memory-budget-gb", "0"], "--memory-budget-gb must be positive, got 0"),
         (["localization", "--tracking-uri", "http://127.0.0.1:9"], "MLflow tracking server http://127.0.0.1:9 is unreachable"),
         (["localization", "--tracking-uri", "sqlite:////no/such/folder/mlflow.db"], "the folder of the MLflow database"),
     ],
@@ -38,3 +45,11 @@ def test_user_errors_exit_2_with_one_line_and_start_nothing(workdir, capsys, arg
     assert not ray.is_initialized()
     assert not (workdir / "mlflow.db").exists() and not (workdir / "mlartifacts").exists()
     assert [p.name for p in (workdir / "ray_results").iterdir()] == ["taken"]
+
+
+def test_data_beyond_the_object_store_is_refused_with_the_numbers(workdir, capsys, monkeypatch):
+    monkeypatch.setattr("sweeper.launch.physical_memory", lambda: 2**21)  # a 2 MiB machine
+    code = run(["launch", "localization", "--preset", "smoke", "--data", "large.parquet"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and not ray.is_initialized()
+    assert "more than the budget of 0.000586 GiB (Ray's object store: 30% of this machine's memory)" in error
