@@ -53,3 +53,12 @@ def test_data_beyond_the_object_store_is_refused_with_the_numbers(workdir, capsy
     error = capsys.readouterr().err.strip()
     assert code == 2 and not ray.is_initialized()
     assert "more than the budget of 0.000586 GiB (Ray's object store: 30% of this machine's memory)" in error
+
+
+def test_internal_bugs_keep_their_traceback(workdir, monkeypatch):
+    def broken_planner(options):
+        raise ZeroDivisionError("a bug, not a user error")
+
+    monkeypatch.setattr("sweeper.launch.plan_sweep", broken_planner)
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        run(["launch", "localization", "--preset", "smoke"])
