@@ -17,6 +17,7 @@ values) they must have for this parameter to exist: that is how conditional para
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -34,6 +35,12 @@ TYPES = {
 }
 COMMON_KEYS = {"type", "when"}
 TOP_LEVEL_KEYS = {"family", "parameters"}
+# Optuna's samplers compute in floating point: beyond 2**53 integers (and float steps) lose
+# their exactness, and wider ranges fail inside the sampler instead of here.
+LARGEST_EXACT_INTEGER = 2**53
+# Optuna samples a log range as exp(uniform(log low, log high)); when high / low is within about
+# 1e-12 of 1, rounding yields NaN or values just outside the range.
+NARROWEST_LOG_RANGE = 1e-9
 
 
 class SearchSpaceError(UserError):
@@ -60,7 +67,7 @@ class Parameter:
             return value == self.value
         if self.type == "categorical":
             return value in self.choices
-        if self.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+        if isinstance(value, bool) or not isinstance(value, int if self.type == "int" else (int, float)):
             return False
         return self.low <= value <= self.high
 
@@ -135,11 +142,47 @@ def load_search_space(
     return parse_search_space(document, str(path), family, architectures, hyperparameters, training_hyperparameters)
 
 
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when installed
+    """YAML's safe loader, except that a key written twice in one mapping is an error: plain YAML
+    keeps the last one silently, so a parameter defined twice would quietly lose its first range."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):
+            continue  # construct_mapping reports unhashable keys itself
+        if key in seen:
+            problem = f"found the key {key!r} twice; keep one"
+            raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
 def read_yaml(path: Path, what: str) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
+        content = path.read_bytes()
     except OSError as error:
         raise SearchSpaceError(f"cannot read {what} {path}: {error.strerror}; check the path") from None
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = content.count(b"\n", 0, error.start) + 1
+        raise SearchSpaceError(
+            f"{path} is not UTF-8 text (byte {error.start}, line {line}); save it as UTF-8"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.reader.ReaderError as error:  # reported by position only: give the line
+        line = text.count("\n", 0, error.position) + 1
+        character = f"character #x{error.character:04x}"
+        raise SearchSpaceError(
+            f"{path} is not valid YAML: {character} on line {line}: {error.reason}; remove it"
+        ) from None
     except yaml.YAMLError as error:
         raise SearchSpaceError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
 
@@ -153,13 +196,13 @@ def parse_search_space(
     training_hyperparameters: Iterable[str],
 ) -> SearchSpace:
     def fail(key: str, problem: str) -> SearchSpaceError:
-        return SearchSpaceError(f"{source}: {key}: {problem}")
+        return SearchSpaceError(_one_line(f"{source}: {key}: {problem}"))
 
     if not isinstance(document, dict):
         raise fail("top level", f"expected a mapping with keys {sorted(TOP_LEVEL_KEYS)}, got {type(document).__name__}")
-    unknown = set(document) - TOP_LEVEL_KEYS
-    if unknown:
-        raise fail(sorted(unknown)[0], f"unknown key; allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+    unknown = _first_unknown(document, TOP_LEVEL_KEYS)
+    if unknown is not None:
+        raise fail(unknown, f"unknown key; allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}")
     if document.get("family", family) != family:
         raise fail("family", f"this file is for family {document['family']!r}, not {family!r}; pass the {family} space")
     raw = document.get("parameters")
@@ -167,8 +210,9 @@ def parse_search_space(
         raise fail("parameters", "expected a non-empty mapping of parameter name to its definition")
 
     parameters: list[Parameter] = []
-    for name, spec in raw.items():
-        parameters.append(_parse_parameter(str(name), spec, {p.name: p for p in parameters}, fail))
+    names = [str(name) for name in raw]
+    for index, (name, spec) in enumerate(raw.items()):
+        parameters.append(_parse_parameter(str(name), spec, {p.name: p for p in parameters}, names[index + 1 :], fail))
         if name == "architecture":
             _check_architecture(parameters[-1], architectures, fail)
     if "architecture" not in raw:
@@ -177,20 +221,31 @@ def parse_search_space(
     return SearchSpace(source, family, tuple(parameters))
 
 
-def _parse_parameter(name: str, spec: Any, earlier: Mapping[str, Parameter], fail) -> Parameter:
+def _one_line(message: str) -> str:
+    """Escape line breaks and other unprintable characters (from key names, say): one line for the CLI."""
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in message)
+
+
+def _first_unknown(mapping: Mapping[Any, Any], allowed: set[str]) -> str | None:
+    """The first key (in sorted order, whatever its YAML type) that is not allowed."""
+    unknown = sorted(str(key) for key in mapping if not isinstance(key, str) or key not in allowed)
+    return unknown[0] if unknown else None
+
+
+def _parse_parameter(name: str, spec: Any, earlier: Mapping[str, Parameter], later: Sequence[str], fail) -> Parameter:
     key = f"parameters.{name}"
     if not isinstance(spec, dict):
         if isinstance(spec, (list, type(None))):
             raise fail(key, "a bare list or empty value is ambiguous; write {type: categorical, choices: [...]}")
         return Parameter(name, "fixed", value=spec)
     kind = spec.get("type")
-    if kind not in TYPES:
+    if not isinstance(kind, str) or kind not in TYPES:
         raise fail(f"{key}.type", f"got {kind!r}; use one of {', '.join(TYPES)}")
-    unknown = set(spec) - TYPES[kind] - COMMON_KEYS
-    if unknown:
+    unknown = _first_unknown(spec, TYPES[kind] | COMMON_KEYS)
+    if unknown is not None:
         allowed = ", ".join(sorted(TYPES[kind] | COMMON_KEYS))
-        raise fail(f"{key}.{sorted(unknown)[0]}", f"unknown key for a {kind} parameter; allowed: {allowed}")
-    when = _parse_when(key, spec.get("when", {}), earlier, fail)
+        raise fail(f"{key}.{unknown}", f"unknown key for a {kind} parameter; allowed: {allowed}")
+    when = _parse_when(key, spec.get("when", {}), earlier, later, fail)
     if kind == "fixed":
         if "value" not in spec:
             raise fail(f"{key}.value", "a fixed parameter needs a value")
@@ -199,49 +254,72 @@ def _parse_parameter(name: str, spec: Any, earlier: Mapping[str, Parameter], fai
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
             raise fail(f"{key}.choices", "expected a non-empty list of values")
-        if any(not isinstance(c, (str, int, float, bool, type(None))) for c in choices):
-            raise fail(f"{key}.choices", "choices must be strings, numbers, booleans or null")
-        if len(set(map(repr, choices))) != len(choices):
-            raise fail(f"{key}.choices", "choices repeat a value; list each once")
+        _check_choices(f"{key}.choices", choices, fail)
         return Parameter(name, kind, choices=tuple(choices), when=when)
     return _parse_range(name, kind, spec, when, fail)
+
+
+def _check_choices(key: str, choices: list, fail) -> None:
+    if any(not isinstance(c, (str, int, float, bool, type(None))) for c in choices):
+        raise fail(key, "choices must be strings, numbers, booleans or null")
+    if any(isinstance(c, float) and math.isnan(c) for c in choices):
+        raise fail(key, "NaN is not a usable choice (it equals nothing, so no condition can match it); remove it")
+    # 1, 1.0 and true are equal in Python: conditions and results could not tell them apart.
+    for index, choice in enumerate(choices):
+        if choice in choices[:index]:
+            raise fail(key, f"choices repeat the value {choice!r} (1, 1.0 and true count as equal); list each once")
+
+
+def _parse_bound(key: str, kind: str, value: Any, fail) -> int | float:
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > LARGEST_EXACT_INTEGER:
+            raise fail(key, f"expected an integer between -2**53 and 2**53, got {value!r}")
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise fail(key, f"expected a finite number, got {value!r}")
+    return value
 
 
 def _parse_range(name: str, kind: str, spec: dict, when, fail) -> Parameter:
     key = f"parameters.{name}"
     number = int if kind == "int" else (int, float)
-    bounds = {}
-    for bound in ("low", "high"):
-        value = spec.get(bound)
-        if isinstance(value, bool) or not isinstance(value, number) or (kind == "float" and not math.isfinite(value)):
-            expected = "an integer" if kind == "int" else "a finite number"
-            raise fail(f"{key}.{bound}", f"expected {expected}, got {value!r}")
-        bounds[bound] = value
-    low, high = bounds["low"], bounds["high"]
+    low, high = (_parse_bound(f"{key}.{bound}", kind, spec.get(bound), fail) for bound in ("low", "high"))
     if low > high:
         raise fail(key, f"low ({low}) > high ({high}); make low <= high")
+    if not math.isfinite(float(high) - float(low)):
+        raise fail(key, f"the range from {low} to {high} is too wide to sample; narrow it or use log: true")
     log = spec.get("log", False)
     if not isinstance(log, bool):
         raise fail(f"{key}.log", f"expected true or false, got {log!r}")
     if log and low <= 0:
         raise fail(f"{key}.low", f"a log-scale range needs low > 0, got {low}")
+    if log and low < high < low * (1 + NARROWEST_LOG_RANGE):
+        raise fail(key, f"the log-scale range from {low} to {high} is too narrow to sample; widen it or make it fixed")
     step = spec.get("step")
     if step is not None:
         if log:
             raise fail(f"{key}.step", "step and log cannot be combined; drop one")
-        if isinstance(step, bool) or not isinstance(step, number) or step <= 0:
-            raise fail(f"{key}.step", f"expected a positive {'integer' if kind == 'int' else 'number'}, got {step!r}")
+        if isinstance(step, bool) or not isinstance(step, number) or not 0 < step < math.inf:
+            expected = "a positive integer" if kind == "int" else "a positive finite number"
+            raise fail(f"{key}.step", f"expected {expected}, got {step!r}")
+        if (high - low) / step > LARGEST_EXACT_INTEGER:
+            raise fail(f"{key}.step", f"{step} splits the range into more than 2**53 steps; use a larger step or none")
     return Parameter(name, kind, low=low, high=high, log=log, step=step, when=when)
 
 
-def _parse_when(key: str, when: Any, earlier: Mapping[str, Parameter], fail) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+def _parse_when(
+    key: str, when: Any, earlier: Mapping[str, Parameter], later: Sequence[str], fail
+) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     if not isinstance(when, dict):
         raise fail(f"{key}.when", "expected a mapping of an earlier parameter to its value(s)")
     conditions = []
     for other, values in when.items():
+        if other in later:
+            raise fail(f"{key}.when.{other}", f"{other} is defined below {key}; move {other} above it")
         if other not in earlier:
             raise fail(f"{key}.when.{other}", "condition on an unknown parameter; conditions may only name parameters defined above")
         allowed = tuple(values) if isinstance(values, list) else (values,)
+        if not allowed:
+            raise fail(f"{key}.when.{other}", f"an empty list never matches; give the value(s) of {other} it needs")
         reference = earlier[other]
         impossible = [v for v in allowed if not reference.contains(v)]
         if impossible:

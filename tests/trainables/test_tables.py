@@ -129,3 +129,22 @@ def test_weighted_group_assignment_splits_the_weight_and_keeps_every_split():
     assert sorted(np.concatenate(assigned).tolist()) == names.tolist()
     # One group heavier than all others together still leaves validation and test a group each.
     assert [len(members) for members in assign_groups(names[:5], 0, "x", weights=[1, 100, 1, 1, 1])] == [3, 1, 1]
+
+
+@pytest.mark.parametrize("tokens, message", [([[0, 5, 9]], None), ([[0, 5, 10]], "values outside [0, 10) in 1 rows"), ([[-1, 0, 1]], "values outside [0, 10)")])
+def test_ids_outside_their_range_are_refused(tokens, message):
+    schema = Schema((Column("tokens", "int64", (3,), bounds=(0, 10)),))
+    if message is None:
+        assert schema.validate({"tokens": np.array(tokens)}, "ids")["tokens"].tolist() == tokens
+        return
+    with pytest.raises(DataError, match=message.replace("[", r"\[").replace(")", r"\)")):
+        schema.validate({"tokens": np.array(tokens)}, "ids")
+
+
+def test_text_families_bound_their_token_ids():
+    from trainables.data.char_sequences import VOCAB_SIZE
+    from trainables.families import get_family
+
+    columns = {column.name: column for column in get_family("language_model").schema.columns}
+    assert columns["inputs"].bounds == columns["targets"].bounds == (0, VOCAB_SIZE)
+    assert get_family("segmentation").schema.columns[0].bounds == (0, None)

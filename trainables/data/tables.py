@@ -32,6 +32,7 @@ class Column:
     dtype: str  # numpy dtype name (float32, int64, bool) or STRING
     shape: tuple[Size, ...] = ()  # per row
     description: str = ""
+    bounds: tuple[int, int | None] | None = None  # valid values: low <= value < high (None: no upper limit)
 
     def __post_init__(self) -> None:
         if self.dtype == STRING and self.shape:
@@ -77,17 +78,56 @@ def _check_column(column: Column, array: np.ndarray, sizes: dict[str, int], sour
                 f"{where} has rows of shape {list(array.shape[1:])}, expected {list(column.shape)}"
                 + (f" with {expected}={expected_size} as in the other columns" if isinstance(expected, str) else "")
             )
+    if 0 in array.shape[1:]:
+        shape = list(array.shape[1:])
+        raise DataError(f"{where} has empty rows of shape {shape}; every dimension needs at least one element")
     if column.dtype == STRING:
         return _check_strings(array, where)
-    target = np.dtype(column.dtype)
+    return _check_bounds(_cast_numbers(array, np.dtype(column.dtype), where), column.bounds, where)
+
+
+def _check_bounds(array: np.ndarray, bounds: tuple[int, int | None] | None, where: str) -> np.ndarray:
+    """Ids outside their range would fail only inside a trial (an embedding lookup), after Ray started."""
+    if bounds is None:
+        return array
+    low, high = bounds
+    outside = (array < low) | (array >= high if high is not None else False)
+    if outside.any():
+        expected = f"[{low}, {high})" if high is not None else f">= {low}"
+        raise DataError(f"{where} has values outside {expected} in {_rows(outside)} rows")
+    return array
+
+
+def _cast_numbers(array: np.ndarray, target: np.dtype, where: str) -> np.ndarray:
+    """``array`` as ``target``, refusing casts that would change a value or let a non-finite one in."""
     if not np.can_cast(array.dtype, target, casting="same_kind") and not (
         target.kind == "b" and array.dtype.kind in "iu" and np.isin(array, (0, 1)).all()
     ):
-        raise DataError(f"{where} has dtype {array.dtype}, expected {column.dtype}")
+        raise DataError(f"{where} has {_describe_dtype(array)}, expected {target}")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
-        bad = int((~np.isfinite(array)).reshape(len(array), -1).any(axis=1).sum())
+        bad = _rows(~np.isfinite(array))
         raise DataError(f"{where} has NaN or infinite values in {bad} rows; remove or repair those rows")
-    return array.astype(target, copy=False)
+    if target.kind in "iu" and not np.can_cast(array.dtype, target):  # e.g. uint64 values beyond int64
+        limits = np.iinfo(target)
+        outside = (array < limits.min) | (array > limits.max)
+        if outside.any():
+            raise DataError(f"{where} has values outside the {target} range in {_rows(outside)} rows")
+    with np.errstate(over="ignore"):
+        cast = array.astype(target, copy=False)
+    if target.kind == "f" and not np.isfinite(cast).all():  # e.g. float64 beyond float32's largest value
+        raise DataError(f"{where} has values too large for {target} in {_rows(~np.isfinite(cast))} rows; rescale them")
+    return cast
+
+
+def _rows(bad: np.ndarray) -> int:
+    """How many rows (first axis) have at least one bad element."""
+    return int(bad.reshape(len(bad), -1).any(axis=1).sum())
+
+
+def _describe_dtype(array: np.ndarray) -> str:
+    if array.dtype.kind == "O" and array.size:  # Arrow text, structs, decimals...: name the Python type
+        return f"values of type {type(array.flat[0]).__name__}"
+    return f"dtype {array.dtype}"
 
 
 def _check_strings(array: np.ndarray, where: str) -> np.ndarray:
@@ -126,6 +166,8 @@ def _to_arrow(array: np.ndarray) -> pa.Array:
 
 def read_table(path: Path, schema: Schema, extra: tuple[str, ...] = ()) -> Arrays:
     """Read and validate ``schema``'s columns (plus optional ``extra`` columns) from a Parquet file."""
+    if path.is_dir():
+        raise DataError(f"data file {path} is a folder; pass the path of one Parquet file")
     if not path.is_file():
         raise DataError(f"data file {path} does not exist; pass the path of a Parquet file")
     try:
@@ -150,6 +192,8 @@ def _to_numpy(column: pa.ChunkedArray, where: str) -> np.ndarray:
         lengths = np.unique(array.value_lengths().to_numpy(zero_copy_only=False))
         if len(lengths) > 1:
             raise DataError(f"{where} has rows of different lengths {lengths.tolist()}; every row needs the same shape")
+        if lengths.tolist() == [0]:  # the sizes of any deeper dimensions are lost: stop here
+            raise DataError(f"{where} has empty rows; every dimension needs at least one element")
         if array.flatten().null_count:
             raise DataError(f"{where} has missing values inside its rows")
         shape.append(int(lengths[0]) if len(lengths) else 0)

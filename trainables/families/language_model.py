@@ -23,8 +23,8 @@ from trainables.metrics.language_model import bits_per_character
 
 SCHEMA = Schema(
     (
-        Column("inputs", "int64", ("T",), "characters as tokens (see char_sequences.VOCABULARY)"),
-        Column("targets", "int64", ("T",), "target: the next character of each input position"),
+        Column("inputs", "int64", ("T",), "characters as tokens (see char_sequences.VOCABULARY)", (0, VOCAB_SIZE)),
+        Column("targets", "int64", ("T",), "target: the next character of each input position", (0, VOCAB_SIZE)),
     )
 )
 

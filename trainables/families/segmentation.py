@@ -29,7 +29,7 @@ from trainables.metrics.segmentation import SEGMENTATION_METRICS, per_document_s
 
 SCHEMA = Schema(
     (
-        Column("tokens", "int64", ("S", "T"), "hashed words of each sentence slot, 0 = padding"),
+        Column("tokens", "int64", ("S", "T"), "hashed words of each sentence slot, 0 = padding", (0, None)),
         Column("sentence_mask", "bool", ("S",), "true for a real sentence (a prefix of the slots)"),
         Column("boundary", "float32", ("S",), "target: 1 when a segment boundary follows the sentence"),
     )
