@@ -46,7 +46,10 @@ def export_sweep(
     record = load_record(sweep, storage)
     family = get_family(record.family)
     metric, mode = _metric(family, metric, mode)
-    ranked = rank_trials(summarise_trials(record, metric, mode), mode)
+    trials = summarise_trials(record, metric, mode)
+    ranked = rank_trials(trials, mode)
+    if trials and all(trial.status == "diverged" for trial in trials):
+        raise ExportError(f"every trial of sweep {sweep!r} diverged; nothing to export. Narrow the learning_rate range and launch again")
     if not ranked:
         raise ExportError(f"sweep {sweep!r} has no finished, non-diverged trial with {metric}; nothing to export")
     if len(ranked) < top_k:

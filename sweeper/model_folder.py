@@ -32,13 +32,14 @@ from torch import nn
 from sweeper import __version__
 from trainables.errors import UserError
 from trainables.families import get_family
-from trainables.train_loop import build_model
+from trainables.train_loop import build_model, load_weights_only
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS, CONFIG, METRICS, CARD, MANIFEST, PROGRAM = (
     "weights.pt", "config.json", "metrics.json", "README.md", "manifest.json", "model.pt2",
 )  # fmt: skip
+REEXPORT = "export the model again"
 
 
 class ExportError(UserError):
@@ -46,7 +47,7 @@ class ExportError(UserError):
 
 
 class IntegrityError(UserError):
-    """An exported folder does not match its manifest."""
+    """An exported folder does not match its manifest, or its weights are not plain tensors."""
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,12 @@ def load(directory: str | Path) -> nn.Module:
     directory = Path(directory)
     verify(directory)
     config = json.loads((directory / CONFIG).read_text())
-    weights = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
-    return instantiate(config["family"], config["config"], config["context"], weights)
+    # The manifest only proves the files belong together, not who wrote them: still weights only.
+    weights = load_weights_only(directory / WEIGHTS, REEXPORT, IntegrityError)
+    try:
+        return instantiate(config["family"], config["config"], config["context"], weights)
+    except (TypeError, AttributeError, RuntimeError):  # not a state dict, or not this architecture's
+        raise IntegrityError(f"{directory / WEIGHTS} does not hold the weights of the model in {CONFIG}; {REEXPORT}") from None
 
 
 def read_config(directory: Path) -> dict[str, Any]:

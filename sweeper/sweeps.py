@@ -92,7 +92,8 @@ def load_record(name: str, storage: str = DEFAULT_STORAGE) -> SweepRecord:
         raise UnknownSweepError(
             f"no sweep named {name!r} in {storage} (sweeps there: {known}); pass --storage where it ran"
         ) from None
-    return SweepRecord(**raw)
+    # Where the record was found, not where it was written: a results folder may be moved or copied.
+    return SweepRecord(**{**raw, "storage": storage})
 
 
 def sweep_names(storage: str) -> list[str]:
@@ -133,7 +134,11 @@ def trial_status(last_result: Mapping[str, Any], epochs: int) -> str:
 
 
 def summarise_trials(record: SweepRecord, metric: str, mode: str) -> list[TrialSummary]:
-    """Every trial of the sweep with its best epoch by ``metric`` and that epoch's checkpoint."""
+    """Every trial of the sweep with its best epoch by ``metric`` and that epoch's checkpoint.
+
+    Ray Tune keeps its experiment state as cloudpickle, which reading it unpickles: read only
+    results folders you trust (checkpoints themselves are loaded weights-only).
+    """
     from ray.tune import ExperimentAnalysis
 
     filesystem, path = pyarrow.fs.FileSystem.from_uri(record.path)

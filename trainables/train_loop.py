@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import socket
 import tempfile
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -22,6 +25,7 @@ from torch import nn
 
 from trainables.data import DataSplits
 from trainables.data.tables import Arrays
+from trainables.errors import UserError
 from trainables.families import Family, get_family
 from trainables.models import create_model
 
@@ -182,9 +186,58 @@ def stability_probe(
     return finite
 
 
+class CheckpointError(UserError):
+    """A checkpoint file is missing, damaged, or holds more than tensors and plain values."""
+
+
+# What a state reported by train holds; a file without these keys was not written by it.
+CHECKPOINT_KEYS = frozenset({"model", "optimizer", "scheduler", "epoch", "family", "config", "context"})
+
+
 def load_checkpoint(directory: Path) -> dict[str, Any]:
     """A checkpoint written by :func:`train`, loaded without unpickling arbitrary objects."""
-    return torch.load(directory / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    path = directory / CHECKPOINT_FILE
+    fix = "launch the sweep again, or restore its results folder from a copy you trust"
+    state = load_weights_only(path, fix)
+    missing = CHECKPOINT_KEYS - state.keys() if isinstance(state, dict) else CHECKPOINT_KEYS
+    if missing:
+        raise CheckpointError(f"{path} is not a trial checkpoint (it lacks {', '.join(sorted(missing))}); {fix}")
+    return state
+
+
+def load_weights_only(path: Path, fix: str, error: type[UserError] = CheckpointError) -> Any:
+    """``torch.load`` of tensors and plain containers only, on the CPU.
+
+    A file holding any other object is refused before that object is built, so a malicious
+    pickle runs no code; it, a missing file and a damaged one raise ``error`` naming ``path``.
+    """
+    damage = _archive_damage(path)
+    if damage is not None:
+        raise error(f"{path} is corrupted ({damage}); {fix}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise error(f"{path} is missing; {fix}") from None
+    except pickle.UnpicklingError:
+        raise error(f"{path} is damaged or holds objects other than tensors and plain values: refused unread, as unpickling it could run code; {fix}") from None
+    except (OSError, EOFError, RuntimeError):  # what torch.load raises on a truncated or corrupted archive
+        raise error(f"{path} is truncated or corrupted; {fix}") from None
+
+
+def _archive_damage(path: Path) -> str | None:
+    """What is wrong inside a zip checkpoint (the first member whose CRC-32 fails), if anything.
+
+    torch.load does not check the CRC-32s its archives carry, so damaged tensor bytes would load
+    as wrong weights without a word. Files that are no zip archive are left to torch.load.
+    """
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, zlib.error) as problem:
+        return f"unreadable zip archive: {problem}"
+    return f"{damaged} fails its CRC-32 check" if damaged else None
 
 
 def iterate_batches(
