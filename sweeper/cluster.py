@@ -1,8 +1,12 @@
 """Where work runs: local Ray started by the CLI, or an existing cluster; what a trial may ask for."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import secrets
+import signal
+import threading
 from typing import Mapping
 
 import ray
@@ -10,16 +14,91 @@ import torch
 
 from trainables.errors import ConfigError
 
+logger = logging.getLogger(__name__)
 
+AUTH_MODE_ENV, AUTH_TOKEN_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"
+
+
+def _ctrl_c_held_while_starting(start):
+    """Ray interrupted while it starts leaves agents running or crashes at exit: a Ctrl-C waits
+    until it is up, then shuts it down and raises KeyboardInterrupt (the CLI's one-line exit)."""
+
+    @functools.wraps(start)
+    def start_then_interrupt(address: str | None) -> bool:
+        if threading.current_thread() is not threading.main_thread():
+            return start(address)  # only the main thread receives signals
+        received: list[int] = []
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+        try:
+            started = start(address)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if received:
+            if started:
+                ray.shutdown()
+            raise KeyboardInterrupt
+        return started
+
+    return start_then_interrupt
+
+
+@_ctrl_c_held_while_starting
 def start_ray(address: str | None) -> bool:
     """Connect to ``address`` or start local Ray; False if Ray was already running in this process."""
     if ray.is_initialized():
         return False
     if address is None:
+        use_session_token()
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
     else:
-        ray.init(address=address, logging_level=logging.WARNING)
+        connect_ray(address)
     return True
+
+
+def connect_ray(address: str) -> None:
+    """Join the cluster at ``address``; a refused or missing token is the user's to fix, so say how."""
+    try:
+        ray.init(address=address, logging_level=logging.WARNING)
+    except (ConnectionError, ray.exceptions.AuthenticationError) as error:
+        if not _about_the_token(error):
+            raise
+        raise ConfigError(
+            f"the Ray cluster at {address} needs its token: set {AUTH_MODE_ENV}=token and {AUTH_TOKEN_ENV} "
+            "(or RAY_AUTH_TOKEN_PATH) to the token its nodes were started with"
+        ) from None
+
+
+def _about_the_token(error: BaseException | None) -> bool:
+    """Ray wraps the refusal in a ConnectionError whose cause quotes it; follow the chain."""
+    while error is not None:
+        if isinstance(error, ray.exceptions.AuthenticationError) or "InvalidAuthToken" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def use_session_token() -> None:
+    """Token authentication for local Ray, with a token that lives only as long as this process.
+
+    Ray's servers (GCS, raylet, workers) listen on every interface whatever node address they are
+    given, so the token is what keeps other machines out. Left to itself, ``ray.init`` would use
+    ~/.ray/auth_token, creating it world-readable if missing and shared by every local cluster; a
+    token of our own reaches Ray's processes through the environment they inherit and is written
+    nowhere. A RAY_AUTH_MODE the user set is respected (``disabled`` with a warning).
+    """
+    mode = os.environ.get(AUTH_MODE_ENV)
+    if mode is not None:
+        if mode.lower() != "token":
+            logger.warning("%s=%s: local Ray's servers accept anyone who can reach this machine", AUTH_MODE_ENV, mode)
+        return
+    os.environ[AUTH_MODE_ENV] = "token"
+    os.environ.setdefault(AUTH_TOKEN_ENV, secrets.token_hex(32))
+    # Ray reads both settings once, when it is imported; its own switch to token mode reloads
+    # them in the same way (ray._private.authentication.authentication_token_setup).
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def local_resources() -> dict[str, float]:

@@ -24,6 +24,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
+from mlflow_server.options import redacted
 from sweeper.sweeps import trial_status
 from trainables.errors import UserError
 
@@ -202,8 +203,23 @@ def local_artifact_location(tracking_uri: str) -> str | None:
     return (Path(parsed.path).parent / DEFAULT_ARTIFACTS).resolve().as_uri()
 
 
+def check_no_password(tracking_uri: str) -> None:
+    """A tracking URI is stored (sweeper.json, Ray's experiment state, MLflow params) and printed,
+    and later commands reuse it: a password inside it would end up in all of those. Redacting it
+    would leave resume, promote and sync without it, so it is refused; credentials go in MLflow's
+    own environment variables, which are read when needed and stored nowhere."""
+    if urlparse(tracking_uri).password is None:
+        return
+    raise TrackingError(
+        f"--tracking-uri {redacted(tracking_uri)} holds a password, which would be stored with the sweep and printed; "
+        "pass the URI without it and set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+        "(for a database URI, the driver's own password variable or file, e.g. PGPASSWORD or ~/.pgpass)"
+    )
+
+
 def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
     """Fail fast, before anything starts, when the tracking store cannot be used."""
+    check_no_password(tracking_uri)
     parsed = urlparse(tracking_uri)
     if parsed.scheme in ("http", "https"):
         try:

@@ -199,3 +199,56 @@ def _create_database(psycopg2, port: int, database: str, server: subprocess.Pope
     connection.autocommit = True  # CREATE DATABASE refuses to run in a transaction
     connection.cursor().execute(f'CREATE DATABASE "{database}"')
     connection.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# What a server exposes: its listening sockets, and whether a Ray driver may connect.
+
+
+def listening_sockets(pid: int) -> set[tuple[str, str, int]]:
+    """(process name, address, port) of every TCP socket the process tree of ``pid`` listens on."""
+    sockets = set()
+    for process in _tree(pid):
+        try:
+            name = process.name()
+            connections = process.net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            continue
+        sockets |= {(name, c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
+    return sockets
+
+
+RAY_CONNECT = "import ray, sys; ray.init(address=sys.argv[1]); print('connected to', len(ray.nodes()), 'nodes')"
+
+
+@dataclass(frozen=True)
+class DriverOutcome:
+    returncode: int | None  # None: killed after the timeout
+    output: str
+
+    @property
+    def refused_for_its_token(self) -> bool:
+        return self.returncode not in (0, None) and "InvalidAuthToken" in self.output
+
+
+def ray_drivers_connect(address: str, auth_by_case: dict[str, dict[str, str]], timeout_s: float = 120) -> dict[str, DriverOutcome]:
+    """For each case, a driver that connects to the Ray cluster at ``address`` with only that
+    case's RAY_AUTH_* settings (none inherited) and exits; all at once, to keep it quick. One
+    connection attempt each instead of Ray's 20 s of retries: a refusal is certain at the first."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")}
+    drivers = {
+        case: subprocess.Popen([sys.executable, "-c", RAY_CONNECT, address], env={**env, **auth, "RAY_gcs_server_port_wait_time_s": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+        for case, auth in auth_by_case.items()
+    }
+    deadline = time.monotonic() + timeout_s
+    return {case: _outcome(driver, deadline) for case, driver in drivers.items()}
+
+
+def _outcome(driver: subprocess.Popen, deadline: float) -> DriverOutcome:
+    try:
+        output, _ = driver.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        return DriverOutcome(driver.returncode, output)
+    except subprocess.TimeoutExpired:
+        kill_tree(driver.pid)
+        return DriverOutcome(None, driver.communicate()[0])
