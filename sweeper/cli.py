@@ -1,8 +1,10 @@
-"""The ``sweeper`` command. User errors print one line on stderr and exit with code 2."""
+"""The ``sweeper`` command. User errors print one line on stderr and exit with code 2; Ctrl-C
+prints one line saying how to continue and exits with code 130, as shells report it."""
 from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Sequence
@@ -11,10 +13,12 @@ from mlflow_server.options import add_arguments as add_server_arguments
 from trainables.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
-    from sweeper.launch import SweepSummary
+    from sweeper.launch import SweepInterrupted, SweepSummary
 from trainables.families import family_names
 
 logger = logging.getLogger("sweeper")
+
+INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command ended by Ctrl-C
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +117,33 @@ def run(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"sweeper: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:
+        print(f"sweeper: interrupted; {_how_to_continue(args, interrupt)}", file=sys.stderr)
+        return INTERRUPTED
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _how_to_continue(args: argparse.Namespace, interrupt: KeyboardInterrupt) -> str:
+    """Every command leaves a state its rerun completes: a sweep resumes, the others start over."""
+    if args.command in ("launch", "resume"):
+        from sweeper.launch import SweepInterrupted  # loaded already: these commands import it first
+
+        if isinstance(interrupt, SweepInterrupted):
+            return f"resume with: {_resume_command(interrupt)}"
+        if args.command == "launch":
+            return "the sweep had not started; launch it again"
+    return "run the same command again"
+
+
+def _resume_command(interrupted: SweepInterrupted) -> str:
+    from sweeper.sweeps import DEFAULT_STORAGE, resolve_storage
+
+    words = ["sweeper", "resume", interrupted.name]
+    if interrupted.storage != resolve_storage(DEFAULT_STORAGE):
+        words += ["--storage", interrupted.storage]
+    if interrupted.address:
+        words += ["--address", interrupted.address]
+    return shlex.join(words)
 
 
 def _launch(args: argparse.Namespace) -> int:

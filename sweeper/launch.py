@@ -29,6 +29,7 @@ from sweeper.summary import write_summary
 from sweeper.sweeps import (
     DEFAULT_STORAGE,
     SweepRecord,
+    TrialSummary,
     journal_dir,
     load_record,
     rank_trials,
@@ -37,7 +38,7 @@ from sweeper.sweeps import (
     summarise_trials,
 )
 from sweeper.journal import SweepLog, open_sweep_log
-from sweeper.tracking import SWEEP_KEY, TRIAL_PREFIX, TrackingError, TrialLogger, check_reachable, default_tracking_uri
+from sweeper.tracking import SWEEP_KEY, TRIAL_PREFIX, TrackingError, TrialLogger, check_reachable, default_tracking_uri, trial_key
 from trainables.data import DataSplits
 from trainables.errors import ConfigError, UserError
 from trainables.families import Family, Preset, get_family
@@ -52,6 +53,14 @@ OBJECT_STORE_FRACTION = 0.3  # Ray's default object store size, of a node's memo
 
 class AllTrialsDivergedError(UserError):
     pass
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a recorded sweep before all its trials ended; ``sweeper resume`` continues it."""
+
+    def __init__(self, name: str, storage: str, address: str | None) -> None:
+        super().__init__(name)
+        self.name, self.storage, self.address = name, storage, address
 
 
 @dataclass(frozen=True)
@@ -161,8 +170,7 @@ def launch(options: LaunchOptions) -> SweepSummary:
         log.log(SWEEP_KEY, {f"reference_val_{k}": v for k, v in reference.items()})
         record = _record(plan, log.run_id(SWEEP_KEY))
         save_record(record)
-        _tuner(plan, data, record).fit()
-        return _summarise(plan.family, plan.space, record, log, reference)
+        return _fit(_tuner(plan, data, record), plan.family, plan.space, record, log, reference, options.address)
     finally:
         if started_ray:
             ray.shutdown()
@@ -183,10 +191,12 @@ def resume(name: str, storage: str = DEFAULT_STORAGE, address: str | None = None
         log = open_sweep_log(record.tracking_uri, family.name, record.name, record.journal_dir)
         log.flush()  # whatever the interrupted driver had not sent yet
         filesystem, path = pyarrow.fs.FileSystem.from_uri(record.path)
-        _forget_lost_trials(log, {trial.trial_id for trial in ExperimentAnalysis(path, storage_filesystem=filesystem).trials})
+        saved_trials = ExperimentAnalysis(path, storage_filesystem=filesystem).trials
+        _forget_lost_trials(log, {trial.trial_id for trial in saved_trials})
         tuner = tune.Tuner.restore(path, trainable=trainable(record, family, data), resume_errored=True, storage_filesystem=filesystem)
-        tuner.fit()
-        return _summarise(family, space, record, log, reference)
+        # Ray continues every trial that did not terminate (errored ones too: resume_errored).
+        _mark_runs(log, [trial.trial_id for trial in saved_trials if trial.status != "TERMINATED"], "running", "RUNNING")
+        return _fit(tuner, family, space, record, log, reference, address)
     finally:
         if started_ray:
             ray.shutdown()
@@ -200,6 +210,30 @@ def _forget_lost_trials(log: SweepLog, known: set[str]) -> None:
         if key.startswith(TRIAL_PREFIX) and key.removeprefix(TRIAL_PREFIX) not in known:
             logger.info("trial %s started after the last saved state; it runs again as a new trial", key)
             log.discard(key)
+
+
+def _fit(tuner: tune.Tuner, family: Family, space: SearchSpace, record: SweepRecord, log: SweepLog,
+         reference: Mapping[str, float], address: str | None) -> SweepSummary:  # fmt: skip
+    """Run the sweep to its end, or raise SweepInterrupted after Ctrl-C, with its MLflow runs KILLED."""
+    try:
+        tuner.fit()  # the first Ctrl-C makes Ray Tune save its state and return early, without an error
+        trials = summarise_trials(record, family.validation_metric, family.mode)
+    except KeyboardInterrupt:  # a second Ctrl-C skips that save; resume starts from the one before
+        trials = summarise_trials(record, family.validation_metric, family.mode)
+    unfinished = [trial.trial_id for trial in trials if trial.status in ("running", "pending")]
+    if unfinished or len(trials) < record.trials:
+        _mark_runs(log, unfinished, "interrupted", "KILLED")  # an unreachable MLflow gets it on resume (journal)
+        raise SweepInterrupted(record.name, record.storage, address)
+    return _summarise(family, space, record, log, reference, trials)
+
+
+def _mark_runs(log: SweepLog, trial_ids: list[str], status: str, mlflow_status: str) -> None:
+    """Set the sweep's run and those of ``trial_ids`` to ``mlflow_status``: KILLED when Ctrl-C stops
+    them, so the MLflow UI shows no run as RUNNING that is not; RUNNING again when they resume."""
+    started = log.keys()
+    for key in [SWEEP_KEY, *(trial_key(trial_id) for trial_id in trial_ids)]:
+        if key in started:
+            log.finish(key, status, mlflow_status)
 
 
 def _max_concurrent(options: LaunchOptions) -> int:
@@ -319,9 +353,9 @@ def _record(plan: SweepPlan, parent_run_id: str) -> SweepRecord:
     )
 
 
-def _summarise(family: Family, space: SearchSpace, record: SweepRecord, log: SweepLog, reference: Mapping[str, float]) -> SweepSummary:
-    """Read the finished sweep back from storage (as any later command will), log its summary."""
-    trials = summarise_trials(record, family.validation_metric, family.mode)
+def _summarise(family: Family, space: SearchSpace, record: SweepRecord, log: SweepLog, reference: Mapping[str, float],
+               trials: list[TrialSummary]) -> SweepSummary:  # fmt: skip
+    """Log the summary of the finished sweep, as read back from storage (as any later command will)."""
     statuses = [trial.status for trial in trials]
     by_status = {status: statuses.count(status) for status in sorted(set(statuses))}
     summary_dir = record.journal_dir / "summary"  # kept: the journal may send it later

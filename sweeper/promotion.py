@@ -5,15 +5,20 @@ Every check that can fail on the user's input (sweep name, seeds, epochs, tracki
 sweep whose trials all diverged) runs before Ray starts. The retraining runs as Ray tasks, so a
 cluster runs the seeds in parallel; latency is measured afterwards in this process, one model
 after the other, so the numbers are comparable.
+
+Ctrl-C stops it cleanly: before the promotion run exists nothing is left behind; after, the run
+ends KILLED (tag ``sweeper.status`` = interrupted), and running the command again records a new,
+complete promotion run next to it, as MLflow shows any interrupted run.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import ray
@@ -118,13 +123,14 @@ def promote(options: PromoteOptions) -> PromotionOutcome:
         _write_report(plan, verdict, evidence, runs, data, context, weights[CANDIDATE], reference, folder / "report")
         exported = _export_candidate(plan, context, weights[CANDIDATE], evidence[0], runs[CANDIDATE], folder / "model")
         run_id = tracker.start_promotion(record.name, record.parent_run_id, _params(plan))
-        _log_results(tracker, run_id, plan, evidence, gains, verdict, reference)
-        tracker.client.log_artifacts(run_id, str(folder / "report"), PROMOTION_ARTIFACTS["report"])
-        if exported is not None:
-            tracker.client.log_artifacts(run_id, str(exported), PROMOTION_ARTIFACTS["model_folder"])
-        traceable = exported is not None and (exported / PROGRAM).is_file()
-        version, alias = _register(tracker, run_id, plan, context, weights[CANDIDATE], data, verdict, traceable)
-    tracker.finish(run_id, verdict.decision)
+        with _killed_on_interrupt(tracker, run_id):
+            _log_results(tracker, run_id, plan, evidence, gains, verdict, reference)
+            tracker.client.log_artifacts(run_id, str(folder / "report"), PROMOTION_ARTIFACTS["report"])
+            if exported is not None:
+                tracker.client.log_artifacts(run_id, str(exported), PROMOTION_ARTIFACTS["model_folder"])
+            traceable = exported is not None and (exported / PROGRAM).is_file()
+            version, alias = _register(tracker, run_id, plan, context, weights[CANDIDATE], data, verdict, traceable)
+            tracker.finish(run_id, verdict.decision)
     return PromotionOutcome(
         record.name, family.name, plan.candidate.trial_id, dict(plan.models[CANDIDATE]), verdict, evidence,
         plan.policy.metric, run_id, family.name, version, alias, plan.tracking_uri, time.perf_counter() - started,
@@ -346,6 +352,19 @@ def _log_results(tracker, run_id, plan, evidence, gains, verdict, reference) -> 
     tags = {"sweeper.verdict": verdict.decision, "sweeper.baseline": verdict.baseline}
     tags.update({f"sweeper.criterion.{c.name.replace(' ', '_')}": "pass" if c.passed else "fail" for c in verdict.criteria})
     tracker.set_tags(run_id, tags)
+
+
+@contextlib.contextmanager
+def _killed_on_interrupt(tracker: SweepTracker, run_id: str) -> Iterator[None]:
+    """Ctrl-C ends the promotion run as KILLED (and tags any model version it registered), instead
+    of leaving it RUNNING forever; rerunning the command records a new, complete promotion run."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        tracker.finish(run_id, "interrupted", "KILLED")
+        for version in tracker.client.search_model_versions(f"run_id = '{run_id}'"):
+            tracker.client.set_model_version_tag(version.name, version.version, "sweeper.verdict", "interrupted")
+        raise
 
 
 def _register(tracker, run_id, plan, context, weights, data, verdict, traceable: bool) -> tuple[str, str | None]:
