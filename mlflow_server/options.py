@@ -26,6 +26,7 @@ PASSWORD_ENV, SECRET_KEY_ENV, AUTH_CONFIG_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD", "M
 # Job consumers serve MLflow's GenAI features; without them (and with one worker) the server
 # answers in about 10 s with 0.5 GB instead of 22 s with 3 GB.
 JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+BACKEND_ENV = "MLFLOW_BACKEND_STORE_URI"  # `mlflow server --backend-store-uri` reads it
 
 
 @dataclass(frozen=True)
@@ -85,14 +86,15 @@ def build_plan(options: ServerOptions, environ: Mapping[str, str], cwd: Path | N
             f"--host {host} makes the server reachable from other machines; add --expose and an admin password "
             f"({PASSWORD_ENV} or --password-file) to serve it with MLflow's basic auth"
         )
-    argv = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--serve-artifacts",
+    argv = [sys.executable, "-m", "mlflow", "server", "--serve-artifacts",
             "--artifacts-destination", artifacts, "--host", host, "--port", str(options.port),
             "--workers", str(options.workers)]  # fmt: skip
     if options.allowed_hosts:
         # MLflow's list replaces its default (loopback and private IPs); loopback stays, for the
         # sweep driver and tools on the server's own machine.
         argv += ["--allowed-hosts", ",".join([options.allowed_hosts, *LOOPBACK_HOST_HEADERS])]
-    env = {**environ}
+    # A database URI may hold a password: in the environment, unlike argv, `ps` does not show it.
+    env = {**environ, BACKEND_ENV: backend}
     env.setdefault(JOB_EXECUTION_ENV, "false")
     auth_config = None
     if options.expose:

@@ -40,7 +40,8 @@ def test_defaults_serve_what_sweeper_launch_writes_on_loopback_only(tmp_path, mo
     assert plan.backend == default_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"  # `sweeper launch` without --tracking-uri
     assert plan.artifacts == local_artifact_location(plan.backend) == (tmp_path / "mlartifacts").resolve().as_uri()
     assert plan.argv[1:4] == ("-m", "mlflow", "server")
-    assert flag(plan.argv, "--backend-store-uri") == plan.backend and flag(plan.argv, "--artifacts-destination") == plan.artifacts
+    assert plan.env["MLFLOW_BACKEND_STORE_URI"] == plan.backend and flag(plan.argv, "--artifacts-destination") == plan.artifacts
+    assert "--backend-store-uri" not in plan.argv  # the URI may hold a database password: not on the command line
     assert "--serve-artifacts" in plan.argv and "--app-name" not in plan.argv
     assert (flag(plan.argv, "--host"), flag(plan.argv, "--port"), flag(plan.argv, "--workers")) == ("127.0.0.1", "5000", "1")
     assert plan.env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false" and plan.auth_config is None
@@ -60,7 +61,7 @@ def test_both_commands_share_the_options_and_their_defaults(prog, parser):
 
 def test_user_settings_win_over_ours(tmp_path):
     plan = build_plan(ServerOptions(port=5001, workers=2), {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true", "PATH": "/bin"}, tmp_path)
-    assert plan.env == {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true", "PATH": "/bin"}
+    assert plan.env == {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true", "PATH": "/bin", "MLFLOW_BACKEND_STORE_URI": plan.backend}
     assert (flag(plan.argv, "--port"), flag(plan.argv, "--workers")) == ("5001", "2")
 
 
@@ -134,7 +135,7 @@ def test_stores_given_as_paths_or_uris(tmp_path, installed):
     assert plan.backend == f"sqlite:///{tmp_path.resolve()}/runs/mlflow.db" and plan.artifacts == (tmp_path / "store").resolve().as_uri()
     installed("psycopg", "boto3")
     plan = build_plan(ServerOptions(backend="postgresql://u@db:5432/mlflow", artifacts="s3://bucket/sweeps"), {}, tmp_path)
-    assert flag(plan.argv, "--backend-store-uri") == "postgresql://u@db:5432/mlflow"
+    assert plan.env["MLFLOW_BACKEND_STORE_URI"] == "postgresql://u@db:5432/mlflow"
     assert flag(plan.argv, "--artifacts-destination") == "s3://bucket/sweeps"
 
 
