@@ -1,17 +1,15 @@
 """Where work runs: local Ray started by the CLI, or an existing cluster; what a trial may ask for."""
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import secrets
-import signal
-import threading
 from typing import Mapping
 
 import ray
 import torch
 
+from sweeper.interrupts import ctrl_c_deferred
 from trainables.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -19,39 +17,21 @@ logger = logging.getLogger(__name__)
 AUTH_MODE_ENV, AUTH_TOKEN_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"
 
 
-def _ctrl_c_held_while_starting(start):
-    """Ray interrupted while it starts leaves agents running or crashes at exit: a Ctrl-C waits
-    until it is up, then shuts it down and raises KeyboardInterrupt (the CLI's one-line exit)."""
-
-    @functools.wraps(start)
-    def start_then_interrupt(address: str | None) -> bool:
-        if threading.current_thread() is not threading.main_thread():
-            return start(address)  # only the main thread receives signals
-        received: list[int] = []
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-        try:
-            started = start(address)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        if received:
-            if started:
-                ray.shutdown()
-            raise KeyboardInterrupt
-        return started
-
-    return start_then_interrupt
-
-
-@_ctrl_c_held_while_starting
 def start_ray(address: str | None) -> bool:
-    """Connect to ``address`` or start local Ray; False if Ray was already running in this process."""
+    """Connect to ``address`` or start local Ray; False if Ray was already running in this process.
+    A Ctrl-C while Ray starts waits until it is up, then shuts it down and raises KeyboardInterrupt."""
     if ray.is_initialized():
         return False
-    if address is None:
-        use_session_token()
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
-    else:
-        connect_ray(address)
+    try:
+        with ctrl_c_deferred():
+            if address is None:
+                use_session_token()
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+            else:
+                connect_ray(address)
+    except KeyboardInterrupt:
+        ray.shutdown()
+        raise
     return True
 
 

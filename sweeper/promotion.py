@@ -27,6 +27,7 @@ import torch
 from search_spaces.promotion import Policy
 from sweeper import report as reports
 from sweeper.cluster import start_ray
+from sweeper.interrupts import ctrl_c_deferred
 from sweeper.memory import peak_forward_memory_mb
 from sweeper.decision import Interval, ModelEvidence, Verdict, bootstrap_relative_gain, decide
 from sweeper.model_folder import PROGRAM, ExportedModel, instantiate, write_folder
@@ -124,13 +125,19 @@ def promote(options: PromoteOptions) -> PromotionOutcome:
         exported = _export_candidate(plan, context, weights[CANDIDATE], evidence[0], runs[CANDIDATE], folder / "model")
         run_id = tracker.start_promotion(record.name, record.parent_run_id, _params(plan))
         with _killed_on_interrupt(tracker, run_id):
-            _log_results(tracker, run_id, plan, evidence, gains, verdict, reference)
-            tracker.client.log_artifacts(run_id, str(folder / "report"), PROMOTION_ARTIFACTS["report"])
+            # Each write whole: a Ctrl-C takes effect between them, so the run can still be ended.
+            with ctrl_c_deferred():
+                _log_results(tracker, run_id, plan, evidence, gains, verdict, reference)
+            with ctrl_c_deferred():
+                tracker.client.log_artifacts(run_id, str(folder / "report"), PROMOTION_ARTIFACTS["report"])
             if exported is not None:
-                tracker.client.log_artifacts(run_id, str(exported), PROMOTION_ARTIFACTS["model_folder"])
+                with ctrl_c_deferred():
+                    tracker.client.log_artifacts(run_id, str(exported), PROMOTION_ARTIFACTS["model_folder"])
             traceable = exported is not None and (exported / PROGRAM).is_file()
-            version, alias = _register(tracker, run_id, plan, context, weights[CANDIDATE], data, verdict, traceable)
-            tracker.finish(run_id, verdict.decision)
+            with ctrl_c_deferred():
+                version, alias = _register(tracker, run_id, plan, context, weights[CANDIDATE], data, verdict, traceable)
+            with ctrl_c_deferred():
+                tracker.finish(run_id, verdict.decision)
     return PromotionOutcome(
         record.name, family.name, plan.candidate.trial_id, dict(plan.models[CANDIDATE]), verdict, evidence,
         plan.policy.metric, run_id, family.name, version, alias, plan.tracking_uri, time.perf_counter() - started,

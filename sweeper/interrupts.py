@@ -1,0 +1,28 @@
+"""Ctrl-C held back while work that must not be cut in half runs (Ray starting, an MLflow write)."""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred() -> Iterator[None]:
+    """A Ctrl-C during the block is remembered and raised as KeyboardInterrupt once it ends.
+
+    Cut in half, Ray's start-up leaves agents running or crashes at exit, and an MLflow write to
+    SQLite leaves its transaction holding the database lock, so that recording the interruption
+    itself fails ("database is locked").
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
