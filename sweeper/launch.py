@@ -160,8 +160,9 @@ def launch(options: LaunchOptions) -> SweepSummary:
     started_ray = start_ray(options.address)
     try:
         if options.address is not None:
-            check_fits(options.cpus_per_trial, options.gpus_per_trial, cluster_nodes())
-            smallest_store = min(node.get("object_store_memory", 0.0) for node in cluster_nodes())
+            nodes = cluster_nodes()
+            check_fits(options.cpus_per_trial, options.gpus_per_trial, nodes)
+            smallest_store = min(node.get("object_store_memory", 0.0) for node in nodes)
             _check_data_budget(options, smallest_store, "the smallest object store of the cluster's nodes")
         log = open_sweep_log(plan.tracking_uri, plan.family.name, plan.name, journal_dir(plan.storage, plan.name))
         log.start_run(SWEEP_KEY, plan.name, "sweep", _sweep_params(plan, data), {})
