@@ -32,6 +32,9 @@ class Policy:
     metric: str  # the family metric judged on the test split
     mode: Literal["min", "max"]  # whether lower or higher values of ``metric`` are better
     min_relative_improvement: float  # the lower confidence bound of the gain must reach this
+    # the same bound of the gain over the family's non-learned reference must reach this, so a
+    # network that loses to least squares (or an n-gram model, ...) is never promoted; None: report only
+    min_gain_over_reference: float | None = None
     confidence: float = 0.95  # one-sided level of that bound
     latency_budget_ms: float | None = None  # p95 batch-1 latency above it: keep_experimental
     latency_limit_ms: float | None = None  # above it: demote
@@ -115,7 +118,7 @@ def _parse_policy(raw: Any, metrics: Sequence[str], fail) -> Policy:
     if raw["mode"] not in ("min", "max"):
         raise fail("policy.mode", f"expected min or max, got {raw['mode']!r}")
     values = dict(raw)
-    for name in ("min_relative_improvement", "latency_budget_ms", "latency_limit_ms", "max_generalization_gap"):
+    for name in ("min_relative_improvement", "min_gain_over_reference", "latency_budget_ms", "latency_limit_ms", "max_generalization_gap"):
         if name in values and values[name] is not None and not _is_number(values[name]):
             raise fail(f"policy.{name}", f"expected a number, got {values[name]!r}")
     if not 0.5 <= values.get("confidence", 0.95) < 1:

@@ -190,9 +190,11 @@ def _print_summary(summary: SweepSummary) -> None:
         f"Best trial {summary.best_trial_id} ({summary.best_config.get('architecture')}): "
         f"{summary.metric} = {summary.best_value:.4g} at epoch {summary.best_epoch}"
     )
-    metric = summary.metric.removeprefix("val_")
-    if metric in summary.reference:
-        print(f"Non-learned reference on the validation split: {summary.metric} = {summary.reference[metric]:.4g}")
+    gain = summary.gain_over_reference
+    if gain is not None:
+        reference = summary.reference[summary.metric.removeprefix("val_")]
+        verdict = f"the best trial is {gain:.1%} better" if gain > 0 else f"the best trial is {-gain:.1%} WORSE: no network of this sweep beats it"
+        print(f"Non-learned reference on the validation split: {summary.metric} = {reference:.4g}; {verdict}")
     print(f"Config: {summary.best_config}")
     print(f"Results and checkpoints: {summary.results_path}")
     if summary.unsent_records:
@@ -220,6 +222,8 @@ def _promote(args: argparse.Namespace) -> int:
     print(f"Candidate: trial {outcome.candidate_trial} ({outcome.candidate_config['architecture']}) against {verdict.baseline}")
     for model in outcome.evidence:
         print(f"  {model.name:<24} test {outcome.metric} {model.mean_test():.4g} per seed {[round(v, 4) for v in model.test]}, p95 latency {model.latency_p95_ms:.1f} ms")
+    if outcome.metric in outcome.reference:
+        print(f"  {'non-learned reference':<24} test {outcome.metric} {outcome.reference[outcome.metric]:.4g} (no training, no seeds)")
     width = max(len(c.name) for c in verdict.criteria)
     for criterion in verdict.criteria:
         mark = "pass" if criterion.passed else "FAIL"

@@ -62,6 +62,7 @@ class Verdict:
     criteria: tuple[Criterion, ...]
     baseline: str  # the strongest baseline, the one judged against
     gain: Interval | None
+    reference_gain: Interval | None = None  # over the family's non-learned reference, if it has one
 
     @property
     def failed(self) -> tuple[Criterion, ...]:
@@ -112,11 +113,13 @@ def decide(
     gains: dict[str, Interval],
     probe: dict[int, bool],
     policy: Policy,
+    reference_gain: Interval | None = None,
 ) -> Verdict:
     """Promote only if every criterion passes; demote if a demoting one fails; else keep experimental.
 
     The candidate is judged against the strongest baseline (best mean test metric);
-    ``gains[name]`` is the bootstrap interval of the gain over baseline ``name``.
+    ``gains[name]`` is the bootstrap interval of the gain over baseline ``name``, and
+    ``reference_gain`` the one over the family's non-learned reference (None: it has none).
     """
     finite = [b for b in baselines if np.isfinite(b.mean_test())]
     strongest = min(finite or baselines, key=lambda b: b.mean_test() * (1 if policy.mode == "min" else -1))
@@ -124,6 +127,7 @@ def decide(
     criteria = (
         *_stability(candidate, probe, policy),
         *_accuracy(candidate, strongest, gain, policy),
+        *_reference(reference_gain, policy),
         *_latency(candidate, policy),
         *_memory(candidate, strongest, policy),
         _generalization(candidate, policy),
@@ -134,7 +138,7 @@ def decide(
         decision = "promote"
     else:
         decision = "keep_experimental"
-    return Verdict(decision, criteria, strongest.name, gain)
+    return Verdict(decision, criteria, strongest.name, gain, reference_gain)
 
 
 def _stability(candidate: ModelEvidence, probe: dict[int, bool], policy: Policy) -> tuple[Criterion, ...]:
@@ -176,6 +180,26 @@ def _accuracy(candidate: ModelEvidence, baseline: ModelEvidence, gain: Interval 
             f"{beaten} of {candidate.seeds} seeds beat the baseline mean",
             "every seed",
             "keep_experimental",
+        ),
+    )
+
+
+def _reference(gain: Interval | None, policy: Policy) -> tuple[Criterion, ...]:
+    """A network that is no better than a method without learning is not worth promoting, whatever
+    the baselines do; one that is worse on the point estimate is demoted."""
+    threshold = policy.min_gain_over_reference
+    if threshold is None:
+        return ()
+    required = f"{policy.confidence:.0%} lower bound >= {threshold:+.0%}"
+    if gain is None:
+        return (Criterion("beats the non-learned reference", False, "the family defines no reference", required, "keep_experimental"),)
+    return (
+        Criterion(
+            "beats the non-learned reference",
+            bool(gain.low >= threshold),
+            f"gain {gain.point:+.1%}, lower bound {gain.low:+.1%}",
+            required,
+            "keep_experimental" if gain.point > 0 else "demote",
         ),
     )
 

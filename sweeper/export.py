@@ -124,6 +124,8 @@ def predict_file(folder: Path, input_path: Path, out: Path, batch_size: int = 25
     schema = Schema(tuple(column for column in family.schema.columns if column.name in family.inputs))
     arrays = read_table(input_path, schema)
     _check_shapes(arrays, config, input_path)
+    if family.check_rows is not None:
+        family.check_rows(arrays, str(input_path))
     model = load(folder)
     outputs = predict(model, family, arrays, batch_size, default_device())
     if out.exists() and not force:

@@ -25,6 +25,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
 from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, physical_memory, start_ray
+from sweeper.decision import relative_gain
 from sweeper.summary import write_summary
 from sweeper.sweeps import (
     DEFAULT_STORAGE,
@@ -113,8 +114,14 @@ class SweepSummary:
     best_value: float
     best_config: dict[str, Any]
     best_epoch: int
-    reference: dict[str, float] = field(default_factory=dict)
+    reference: dict[str, float] = field(default_factory=dict)  # the non-learned reference, validation split
     unsent_records: int = 0  # still in the journal: MLflow was unreachable at the end
+
+    @property
+    def gain_over_reference(self) -> float | None:
+        """How much better the best trial is than the non-learned reference (positive: better)."""
+        value = self.reference.get(self.metric.removeprefix("val_"))
+        return None if value is None else relative_gain(self.best_value, value, self.mode)
 
 
 def plan_sweep(options: LaunchOptions) -> SweepPlan:
@@ -155,7 +162,7 @@ def launch(options: LaunchOptions) -> SweepSummary:
     plan = plan_sweep(options)
     data = plan.family.load_data(plan.preset.data, options.data, options.seed)
     logger.info("data: %s, %s", data.source, data.sizes())
-    reference = plan.family.reference(data.validation) if plan.family.reference else {}
+    reference = plan.family.reference_metrics(data, "validation")
 
     started_ray = start_ray(options.address)
     try:
@@ -186,7 +193,7 @@ def resume(name: str, storage: str = DEFAULT_STORAGE, address: str | None = None
     space = family.search_space(Path(record.search_space))
     check_reachable(record.tracking_uri)
     data = family.load_data(record.data_settings, Path(record.data_file) if record.data_file else None, record.seed)
-    reference = family.reference(data.validation) if family.reference else {}
+    reference = family.reference_metrics(data, "validation")
     started_ray = start_ray(address)
     try:
         log = open_sweep_log(record.tracking_uri, family.name, record.name, record.journal_dir)
@@ -374,7 +381,10 @@ def _summarise(family: Family, space: SearchSpace, record: SweepRecord, log: Swe
             )
         raise RuntimeError(f"no trial of sweep {record.name!r} finished: {by_status}")
     best = ranked[0]
-    log.log(SWEEP_KEY, {f"best_{family.validation_metric}": best.best_value}, tags={"sweeper.best_trial_id": best.trial_id})
+    tags = {"sweeper.best_trial_id": best.trial_id}
+    if family.metric in reference:
+        tags["sweeper.best_beats_reference"] = str(family.is_better(best.best_value, reference[family.metric])).lower()
+    log.log(SWEEP_KEY, {f"best_{family.validation_metric}": best.best_value}, tags=tags)
     log.finish(SWEEP_KEY, "completed")
     log.drain()
     return SweepSummary(

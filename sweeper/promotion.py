@@ -49,6 +49,7 @@ from trainables.train_loop import (
 logger = logging.getLogger(__name__)
 
 CANDIDATE = "candidate"
+REFERENCE = "reference"  # the family's non-learned reference, scored on the test split like a model
 LATENCY_REPEATS = 100
 
 
@@ -83,6 +84,7 @@ class PromotionOutcome:
     alias: str | None
     tracking_uri: str
     seconds: float
+    reference: dict[str, float]  # the non-learned reference's metrics on the test split ({}: none)
 
 
 @dataclass(frozen=True)
@@ -115,9 +117,11 @@ def promote(options: PromoteOptions) -> PromotionOutcome:
     latency = _latencies(plan, data, context, weights)
     memory = _peak_memory(plan, context)
     evidence = tuple(_evidence(plan, name, runs[name], latency.get(name, float("nan")), memory.get(name)) for name in plan.models)
-    gains = _gains(plan, runs, data)
-    verdict = decide(evidence[0], evidence[1:], gains, probe, plan.policy)
-    reference = family.reference(data.test) if family.reference else {}
+    reference_outputs = family.reference(data)(data.test) if family.reference else None
+    reference = family.evaluate(reference_outputs, data.test) if reference_outputs is not None else {}
+    gains = _gains(plan, runs, data, reference_outputs)
+    reference_gain = gains.pop(REFERENCE, None)
+    verdict = decide(evidence[0], evidence[1:], gains, probe, plan.policy, reference_gain)
     tracker = SweepTracker(plan.tracking_uri, family.name)
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
@@ -140,7 +144,7 @@ def promote(options: PromoteOptions) -> PromotionOutcome:
                 tracker.finish(run_id, verdict.decision)
     return PromotionOutcome(
         record.name, family.name, plan.candidate.trial_id, dict(plan.models[CANDIDATE]), verdict, evidence,
-        plan.policy.metric, run_id, family.name, version, alias, plan.tracking_uri, time.perf_counter() - started,
+        plan.policy.metric, run_id, family.name, version, alias, plan.tracking_uri, time.perf_counter() - started, reference,
     )  # fmt: skip
 
 
@@ -237,11 +241,15 @@ def _evidence(plan: _Plan, name: str, results: Sequence[RetrainResult], latency_
     )
 
 
-def _gains(plan: _Plan, runs: Mapping[str, Sequence[RetrainResult]], data: DataSplits) -> dict[str, Interval]:
-    """Bootstrap interval of the candidate's gain over each baseline on the test split."""
+def _gains(plan: _Plan, runs: Mapping[str, Sequence[RetrainResult]], data: DataSplits,
+           reference_outputs: list[np.ndarray] | None) -> dict[str, Interval]:  # fmt: skip
+    """Bootstrap interval of the candidate's gain over each baseline, and over the non-learned
+    reference (key REFERENCE; one deterministic "seed", so only its test rows are resampled)."""
     policy = plan.policy
     targets = {name: data.test[name] for name in plan.family.targets}
     finished = {name: [r.test_outputs for r in results if r.test_outputs] for name, results in runs.items()}
+    if reference_outputs is not None:
+        finished[REFERENCE] = [reference_outputs]
     samples, score = _resampling(plan.family, policy.metric, finished, targets)
     rows = len(next(iter(targets.values())))
     return {
@@ -309,7 +317,10 @@ def _report_blocks(plan, verdict, evidence, reference, params, figures) -> list[
         ("text", "Candidate config: " + ", ".join(f"{k}={v}" for k, v in plan.models[CANDIDATE].items())),
     ]  # fmt: skip
     if reference:
-        blocks.append(("text", "Non-learned reference on the test split (not retrained): " + ", ".join(f"{k} {v:.4g}" for k, v in reference.items())))
+        against = verdict.reference_gain
+        gain_text = f"; the candidate's gain over it: {against.point:+.1%} (lower bound {against.low:+.1%})" if against else ""
+        blocks.append(("text", f"Non-learned reference on the test split (fitted on the training split, not retrained): {metric} "
+                               f"{reference[metric]:.4g}{gain_text}. All its metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in reference.items())))  # fmt: skip
     blocks.append(("text", "Method: the gain interval is a two-level percentile bootstrap (training seeds resampled per model, "
                            f"test rows resampled jointly) with {plan.policy.bootstrap_replicates} replicates; each run is tested at "
                            "its best validation epoch; latency is the p95 of batch-1 forward passes in one process."))  # fmt: skip
@@ -356,6 +367,9 @@ def _log_results(tracker, run_id, plan, evidence, gains, verdict, reference) -> 
     for name, gain in gains.items():
         tracker.log_metrics(run_id, {f"gain_vs_{name}": gain.point, f"gain_vs_{name}_low": gain.low, f"gain_vs_{name}_high": gain.high}, step=0)
     tracker.log_metrics(run_id, {f"reference_test_{k}": v for k, v in reference.items()}, step=0)
+    if verdict.reference_gain is not None:
+        gain = verdict.reference_gain
+        tracker.log_metrics(run_id, {"gain_vs_reference": gain.point, "gain_vs_reference_low": gain.low, "gain_vs_reference_high": gain.high}, step=0)
     tags = {"sweeper.verdict": verdict.decision, "sweeper.baseline": verdict.baseline}
     tags.update({f"sweeper.criterion.{c.name.replace(' ', '_')}": "pass" if c.passed else "fail" for c in verdict.criteria})
     tracker.set_tags(run_id, tags)

@@ -146,3 +146,24 @@ def test_peak_memory_must_be_lower_when_the_policy_asks():
     heavy = verdict(candidate=dataclasses.replace(CANDIDATE, peak_memory_mb=300.0), baselines=(baseline,), policy=policy)
     assert heavy.decision == "keep_experimental" and failed(heavy) == {"peak memory"}
     assert "peak memory" not in {c.name for c in verdict().criteria}
+
+
+@pytest.mark.parametrize(
+    "gain, decision",
+    [
+        (Interval(0.40, 0.30, 0.50), "promote"),
+        (Interval(0.05, -0.02, 0.12), "keep_experimental"),  # better on the point estimate, not clearly
+        (Interval(-0.60, -0.70, -0.50), "demote"),  # loses to least squares: never promoted, whatever the baseline
+    ],
+)
+def test_the_non_learned_reference_must_be_beaten(gain, decision):
+    policy = dataclasses.replace(POLICY, min_gain_over_reference=0.0)
+    result = decide(CANDIDATE, (BASELINE,), CLEAR_GAIN, PROBE, policy, reference_gain=gain)
+    assert result.decision == decision and result.reference_gain == gain
+    assert ("beats the non-learned reference" in failed(result)) == (decision != "promote")
+
+
+def test_a_policy_asking_for_a_reference_the_family_lacks_never_promotes():
+    policy = dataclasses.replace(POLICY, min_gain_over_reference=0.0)
+    result = decide(CANDIDATE, (BASELINE,), CLEAR_GAIN, PROBE, policy, reference_gain=None)
+    assert result.decision == "keep_experimental" and failed(result) == {"beats the non-learned reference"}

@@ -143,6 +143,24 @@ def test_predict_refuses_inputs_of_another_shape(smoke_sweep, exported, captures
     assert completed.returncode == 2 and "column 'iq' has rows of shape [10, 2, 256], but the model was trained on [10, 2, 128]" in completed.stderr
 
 
+@pytest.mark.parametrize(
+    "spoil, message",
+    [
+        (lambda rows: rows["receiver_ids"].__setitem__((0, 0), 99), "column 'receiver_ids' must lie in [0, 10)"),
+        (lambda rows: rows["mask"].__setitem__(1, False), "column 'mask' has rows with no active receiver"),
+    ],
+    ids=["receiver id out of range", "no active receiver"],
+)
+def test_predict_applies_the_checks_of_launch(smoke_sweep, exported, captures, tmp_path, spoil, message):
+    rows = {name: captures[name].copy() for name in FAMILY.inputs}
+    rows["mask"][0] = True  # receiver slot 0 active in row 0, so its id counts
+    spoil(rows)
+    write_table(rows, tmp_path / "bad.parquet")
+    completed = run_cli(smoke_sweep.workdir, "predict", str(exported[0]), "--input", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "o.parquet"))
+    assert completed.returncode == 2 and message in completed.stderr and len(completed.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o.parquet").exists()
+
+
 def test_a_registered_model_exports_the_promoted_candidate(smoke_sweep, promoted, tmp_path):
     completed = run_cli(smoke_sweep.workdir, "export", "--model", "models:/localization/1", "--out", str(tmp_path / "registered"))
     assert completed.returncode == 0, completed.stderr[-2000:]

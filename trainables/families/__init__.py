@@ -31,6 +31,10 @@ _MODULES = {
 }
 
 
+# a split's arrays -> outputs in the family's model format, one array per name in ``Family.outputs``
+Predictor = Callable[[Arrays], list[np.ndarray]]
+
+
 class UnknownFamilyError(UserError):
     pass
 
@@ -67,12 +71,18 @@ class Family:
     # optional, for metrics that are means over rows: (outputs, arrays) -> metric -> per-row values.
     # The promotion bootstrap then averages resampled rows instead of evaluating again and again.
     row_scores: Callable[[Sequence[np.ndarray], Arrays], dict[str, np.ndarray]] | None = None
-    # optional non-learned reference: split arrays -> its metrics, reported next to the networks
-    reference: Callable[[Arrays], dict[str, float]] | None = None
+    # the non-learned reference the networks must beat: (splits) -> a predictor fitted on the
+    # training split (its settings chosen on validation, never on test) that maps a split's arrays
+    # to outputs in the model's format, so ``evaluate`` and ``row_scores`` score it like a network
+    reference: Callable[[DataSplits], Predictor] | None = None
     # optional training-time augmentations: (train batch, config, generator) -> batch; the config
     # keys they read are listed in ``augmentations`` so search spaces may set them
     augment: Callable[[dict[str, torch.Tensor], Mapping[str, Any], torch.Generator], dict[str, torch.Tensor]] | None = None
     augmentations: tuple[str, ...] = ()
+    # optional check of rows a model cannot take, beyond the schema (e.g. no active receiver):
+    # (arrays, source) -> None or a DataError naming the source and the fix; applied to users'
+    # files by ``load_data`` and to the inputs of ``sweeper predict``
+    check_rows: Callable[[Arrays, str], None] | None = None
     # the column whose values must not be shared between splits (e.g. subjects), if any
     group: str | None = None
     # optional diagnostics for the promotion report: (model -> seeds -> outputs, test targets) -> figures
@@ -116,6 +126,13 @@ class Family:
             TRAINING_HYPERPARAMETERS,
             self.metrics,
         )
+
+    def reference_metrics(self, splits: DataSplits, split: str) -> dict[str, float]:
+        """The non-learned reference's metrics on ``split`` of ``splits`` ({} if the family has none)."""
+        if self.reference is None:
+            return {}
+        arrays = getattr(splits, split)
+        return self.evaluate(self.reference(splits)(arrays), arrays)
 
     def worst_value(self) -> float:
         return float("inf") if self.mode == "min" else float("-inf")

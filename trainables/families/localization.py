@@ -19,7 +19,7 @@ from trainables.data import DataSplits, read_user_table, simulated, split_random
 from trainables.data.rf_simulation import FEATURE_NAMES, SIMULATOR_VERSION, RFSimulation, simulate
 from trainables.data.tables import Arrays, Column, Schema
 from trainables.errors import DataError
-from trainables.families import Family, Preset
+from trainables.families import Family, Predictor, Preset
 from trainables.models.multilateration import multilaterate
 
 SCHEMA = Schema(
@@ -127,11 +127,11 @@ def diagnostic_plots(outputs: Mapping[str, Sequence[Sequence[np.ndarray]]], targ
     return {"error_cdf.png": cdf, "calibration.png": calibration}
 
 
-def multilateration_reference(arrays: Arrays) -> dict[str, float]:
-    """Multilateration with the simulator's nominal propagation model (mid-range transmit power)."""
+def multilaterate_split(arrays: Arrays) -> np.ndarray:
+    """Least-squares positions (N, 2) with the simulator's nominal propagation model (mid-range power)."""
     nominal = RFSimulation()
     feature = {name: arrays["features"][..., index] for index, name in enumerate(FEATURE_NAMES)}
-    estimate = multilaterate(
+    return multilaterate(
         arrays["positions"],
         feature["toa_us"],
         feature["rssi_dbm"],
@@ -141,7 +141,18 @@ def multilateration_reference(arrays: Arrays) -> dict[str, float]:
         reference_loss_db=nominal.reference_loss_db,
         path_loss_exponent=nominal.path_loss_exponent,
     )
-    return position_errors(estimate, arrays["transmitter_xy"])
+
+
+def multilateration_reference(splits: DataSplits) -> Predictor:
+    """Least-squares multilateration; its per-axis uncertainty is the RMS error on the training split."""
+    train = splits.train
+    sigma = np.sqrt(np.mean((multilaterate_split(train) - train["transmitter_xy"]) ** 2, axis=0))
+
+    def predict(arrays: Arrays) -> list[np.ndarray]:
+        position = multilaterate_split(arrays).astype(np.float32)
+        return [position, np.broadcast_to(sigma, position.shape).astype(np.float32)]
+
+    return predict
 
 
 FAMILY = Family(
@@ -161,5 +172,6 @@ FAMILY = Family(
     evaluate=evaluate,
     row_scores=row_scores,
     reference=multilateration_reference,
+    check_rows=_check_receivers,
     plots=diagnostic_plots,
 )
