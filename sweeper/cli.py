@@ -224,6 +224,8 @@ def _promote(args: argparse.Namespace) -> int:
         print(f"  {model.name:<24} test {outcome.metric} {model.mean_test():.4g} per seed {[round(v, 4) for v in model.test]}, p95 latency {model.latency_p95_ms:.1f} ms")
     if outcome.metric in outcome.reference:
         print(f"  {'non-learned reference':<24} test {outcome.metric} {outcome.reference[outcome.metric]:.4g} (no training, no seeds)")
+    for name, values in outcome.slices.items():
+        print(f"  {name:<24} " + ", ".join(f"{model} {value:.4g}" for model, value in values.items()))
     width = max(len(c.name) for c in verdict.criteria)
     for criterion in verdict.criteria:
         mark = "pass" if criterion.passed else "FAIL"

@@ -85,6 +85,7 @@ class PromotionOutcome:
     tracking_uri: str
     seconds: float
     reference: dict[str, float]  # the non-learned reference's metrics on the test split ({}: none)
+    slices: dict[str, dict[str, float]]  # slice -> model or REFERENCE -> metric on the slice's test rows
 
 
 @dataclass(frozen=True)
@@ -122,16 +123,17 @@ def promote(options: PromoteOptions) -> PromotionOutcome:
     gains = _gains(plan, runs, data, reference_outputs)
     reference_gain = gains.pop(REFERENCE, None)
     verdict = decide(evidence[0], evidence[1:], gains, probe, plan.policy, reference_gain)
+    slices = _slice_metrics(plan, runs, data.test, reference_outputs)
     tracker = SweepTracker(plan.tracking_uri, family.name)
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
-        _write_report(plan, verdict, evidence, runs, data, context, weights[CANDIDATE], reference, folder / "report")
+        _write_report(plan, verdict, evidence, runs, data, context, weights[CANDIDATE], reference, slices, folder / "report")
         exported = _export_candidate(plan, context, weights[CANDIDATE], evidence[0], runs[CANDIDATE], folder / "model")
         run_id = tracker.start_promotion(record.name, record.parent_run_id, _params(plan))
         with _killed_on_interrupt(tracker, run_id):
             # Each write whole: a Ctrl-C takes effect between them, so the run can still be ended.
             with ctrl_c_deferred():
-                _log_results(tracker, run_id, plan, evidence, gains, verdict, reference)
+                _log_results(tracker, run_id, plan, evidence, gains, verdict, reference, slices)
             with ctrl_c_deferred():
                 tracker.client.log_artifacts(run_id, str(folder / "report"), PROMOTION_ARTIFACTS["report"])
             if exported is not None:
@@ -144,7 +146,7 @@ def promote(options: PromoteOptions) -> PromotionOutcome:
                 tracker.finish(run_id, verdict.decision)
     return PromotionOutcome(
         record.name, family.name, plan.candidate.trial_id, dict(plan.models[CANDIDATE]), verdict, evidence,
-        plan.policy.metric, run_id, family.name, version, alias, plan.tracking_uri, time.perf_counter() - started, reference,
+        plan.policy.metric, run_id, family.name, version, alias, plan.tracking_uri, time.perf_counter() - started, reference, slices,
     )  # fmt: skip
 
 
@@ -260,6 +262,25 @@ def _gains(plan: _Plan, runs: Mapping[str, Sequence[RetrainResult]], data: DataS
     }
 
 
+def _slice_metrics(plan: _Plan, runs: Mapping[str, Sequence[RetrainResult]], test: Mapping[str, np.ndarray],
+                   reference_outputs: list[np.ndarray] | None) -> dict[str, dict[str, float]]:  # fmt: skip
+    """The policy metric on each of the family's slices of the test split (e.g. by active receivers),
+    per model averaged over its seeds, and for the reference: where a model wins and where it loses."""
+    family, metric = plan.family, plan.policy.metric
+    if family.slices is None:
+        return {}
+    outputs = {name: [r.test_outputs for r in results if r.test_outputs] for name, results in runs.items()}
+    if reference_outputs is not None:
+        outputs[REFERENCE] = [reference_outputs]
+    table = {}
+    for name, rows in family.slices(test).items():
+        if rows.any():
+            part = {column: values[rows] for column, values in test.items()}
+            table[name] = {model: float(np.mean([family.evaluate([o[rows] for o in seed], part)[metric] for seed in seeds]))
+                           for model, seeds in outputs.items() if seeds}  # fmt: skip
+    return table
+
+
 def _resampling(family: Family, metric: str, outputs: Mapping[str, list], targets: Mapping[str, np.ndarray]) -> tuple[dict, Any]:
     """Per model and seed, what the bootstrap resamples, and how a resample of rows is scored.
 
@@ -280,7 +301,7 @@ def _resampling(family: Family, metric: str, outputs: Mapping[str, list], target
 # ---------------------------------------------------------------- report and MLflow
 
 
-def _write_report(plan, verdict, evidence, runs, data, context, candidate_weights, reference, directory: Path) -> None:
+def _write_report(plan, verdict, evidence, runs, data, context, candidate_weights, reference, slices, directory: Path) -> None:
     family, metric = plan.family, plan.policy.metric
     directory.mkdir(parents=True)
     figures = {
@@ -297,13 +318,13 @@ def _write_report(plan, verdict, evidence, runs, data, context, candidate_weight
         figures.update(reports.attention_plots(model, [torch.from_numpy(data.test[name][:3]) for name in family.inputs]))
     names = reports.save_figures(figures, directory)
     params = {name: sum(p.numel() for p in build_model(family, config, context).parameters()) for name, config in plan.models.items()}
-    blocks = _report_blocks(plan, verdict, evidence, reference, params, names)
+    blocks = _report_blocks(plan, verdict, evidence, reference, slices, params, names)
     title = f"Promotion of sweep {plan.record.name} ({family.name}): {verdict.decision}"
     (directory / "report.md").write_text(reports.render_markdown(title, blocks))
     (directory / "report.html").write_text(reports.render_html(title, blocks))
 
 
-def _report_blocks(plan, verdict, evidence, reference, params, figures) -> list[reports.Block]:
+def _report_blocks(plan, verdict, evidence, reference, slices, params, figures) -> list[reports.Block]:
     metric, gain = plan.policy.metric, verdict.gain
     gain_text = f"{gain.point:+.1%} (one-sided {plan.policy.confidence:.0%} bound {gain.low:+.1%}, upper {gain.high:+.1%})" if gain else "not measurable"
     blocks: list[reports.Block] = [
@@ -321,6 +342,10 @@ def _report_blocks(plan, verdict, evidence, reference, params, figures) -> list[
         gain_text = f"; the candidate's gain over it: {against.point:+.1%} (lower bound {against.low:+.1%})" if against else ""
         blocks.append(("text", f"Non-learned reference on the test split (fitted on the training split, not retrained): {metric} "
                                f"{reference[metric]:.4g}{gain_text}. All its metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in reference.items())))  # fmt: skip
+    if slices:
+        models = list(next(iter(slices.values())))
+        rows = [(name, *(f"{values.get(model, float('nan')):.4g}" for model in models)) for name, values in slices.items()]
+        blocks += [("heading", f"Test {metric} by slice (mean over seeds)"), ("table", reports.Table(("slice", *models), rows))]
     blocks.append(("text", "Method: the gain interval is a two-level percentile bootstrap (training seeds resampled per model, "
                            f"test rows resampled jointly) with {plan.policy.bootstrap_replicates} replicates; each run is tested at "
                            "its best validation epoch; latency is the p95 of batch-1 forward passes in one process."))  # fmt: skip
@@ -353,7 +378,7 @@ def _params(plan: _Plan) -> dict[str, Any]:
     }
 
 
-def _log_results(tracker, run_id, plan, evidence, gains, verdict, reference) -> None:
+def _log_results(tracker, run_id, plan, evidence, gains, verdict, reference, slices) -> None:
     metric = plan.policy.metric
     for model in evidence:
         for index, (test, validation) in enumerate(zip(model.test, model.validation)):
@@ -370,6 +395,8 @@ def _log_results(tracker, run_id, plan, evidence, gains, verdict, reference) -> 
     if verdict.reference_gain is not None:
         gain = verdict.reference_gain
         tracker.log_metrics(run_id, {"gain_vs_reference": gain.point, "gain_vs_reference_low": gain.low, "gain_vs_reference_high": gain.high}, step=0)
+    for name, values in slices.items():
+        tracker.log_metrics(run_id, {f"slice/{name}/{model}_test_{metric}": value for model, value in values.items()}, step=0)
     tags = {"sweeper.verdict": verdict.decision, "sweeper.baseline": verdict.baseline}
     tags.update({f"sweeper.criterion.{c.name.replace(' ', '_')}": "pass" if c.passed else "fail" for c in verdict.criteria})
     tracker.set_tags(run_id, tags)

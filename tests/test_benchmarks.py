@@ -26,6 +26,7 @@ RESULT_KEYS = {
     "early_stopping": {"metric", "sweeps", "comparisons", "anchor"},
     "attention": {"memory_cap_mb", "memory", "timing", "crossover", "performer_error"},
     "latency": {"cases"},
+    "learning": {"localization"},
 }
 
 

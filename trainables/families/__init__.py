@@ -79,6 +79,9 @@ class Family:
     # keys they read are listed in ``augmentations`` so search spaces may set them
     augment: Callable[[dict[str, torch.Tensor], Mapping[str, Any], torch.Generator], dict[str, torch.Tensor]] | None = None
     augmentations: tuple[str, ...] = ()
+    # optional slices of a split for per-slice errors, e.g. by active receivers:
+    # arrays -> slice name -> (N,) bool mask; the promotion reports the main metric on each
+    slices: Callable[[Arrays], dict[str, np.ndarray]] | None = None
     # optional check of rows a model cannot take, beyond the schema (e.g. no active receiver):
     # (arrays, source) -> None or a DataError naming the source and the fix; applied to users'
     # files by ``load_data`` and to the inputs of ``sweeper predict``
