@@ -230,6 +230,10 @@ def _promote(args: argparse.Namespace) -> int:
     for criterion in verdict.criteria:
         mark = "pass" if criterion.passed else "FAIL"
         print(f"  [{mark}] {criterion.name:<{width}}  {criterion.measured}  (required {criterion.required})")
+    against = verdict.reference_gain
+    if against is not None:
+        beats = "beats" if against.low > 0 else "does NOT clearly beat" if against.point > 0 else "does NOT beat"
+        print(f"On the test split the candidate {beats} the non-learned reference: gain {against.point:+.1%}, lower bound {against.low:+.1%}")
     alias = f" alias {outcome.alias!r}" if outcome.alias else ""
     print(f"Registered model {outcome.model_name!r} version {outcome.model_version}{alias}; promotion run {outcome.run_id}")
     print(f"Took {outcome.seconds:.0f} s. Report: the run's artifacts report/report.html in `{_browse_command(outcome.tracking_uri)}`")
