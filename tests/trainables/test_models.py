@@ -6,11 +6,16 @@ import torch
 
 from tests.conftest import TINY_CONTEXT
 from trainables.attention.performer import KERNELS as PERFORMER_KERNELS
+from trainables.data.rf_simulation import FEATURE_NAMES
+from trainables.families.localization import nominal_propagation
 from trainables.models import architectures, create_model, UnknownNameError
 
 FAMILY = "localization"
+CONTEXT = {**TINY_CONTEXT, "feature_names": list(FEATURE_NAMES), "propagation": nominal_propagation()}
 VARIANTS = [(name, {}) for name in architectures(FAMILY)] + [
-    ("heimdall_net_pro", {"kernel": kernel, "heads": 4, "nb_features": 32}) for kernel in PERFORMER_KERNELS
+    (name, {"kernel": kernel, "heads": 4, "nb_features": 32, **extra})
+    for name, extra in (("heimdall_net_pro", {}), ("multilateration_transformer", {"attention": "performer"}))
+    for kernel in PERFORMER_KERNELS
 ] + [("heimdall_net_pro", {"pooling_fallback": False})]
 IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in hp.items())}" for name, hp in VARIANTS]
 RECEIVERS, LENGTH = 10, 128
@@ -29,7 +34,7 @@ def inputs(batch: int, active: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
 
 def build(name: str, hyperparameters: dict) -> torch.nn.Module:
     torch.manual_seed(0)
-    return create_model(FAMILY, name, TINY_CONTEXT, dropout=0.1, **hyperparameters)
+    return create_model(FAMILY, name, CONTEXT, dropout=0.1, **hyperparameters)
 
 
 @pytest.mark.parametrize("name, hyperparameters", VARIANTS, ids=IDS)
@@ -80,9 +85,16 @@ def test_parameter_counts_against_the_seed():
     # The seed reports 2.2M (HeimdallNet) and 2.5M (HeimdallNetPro); the Performer block adds
     # 264,192 here against the seed's +256K. Pinned so a change to the layer plan is deliberate.
     counts = {name: sum(p.numel() for p in build(name, {}).parameters()) for name in architectures(FAMILY)}
-    assert counts == {"heimdall_net": 2_001_609, "heimdall_net_pro": 2_265_801}
+    assert counts == {"heimdall_net": 2_001_609, "heimdall_net_pro": 2_265_801, "multilateration_transformer": 81_796}
+
+
+def test_the_correction_starts_at_least_squares():
+    model = build("multilateration_transformer", {}).eval()
+    iq, features, positions, ids, mask = inputs(3, 6)
+    position, _ = model(iq, features, positions, ids, mask)
+    torch.testing.assert_close(position, model.least_squares(features, positions, mask).xy.float())
 
 
 def test_unknown_architecture_lists_the_known_ones():
-    with pytest.raises(UnknownNameError, match="known: heimdall_net, heimdall_net_pro"):
-        create_model(FAMILY, "heimdall_net_ultra", TINY_CONTEXT)
+    with pytest.raises(UnknownNameError, match="known: heimdall_net, heimdall_net_pro, multilateration_transformer"):
+        create_model(FAMILY, "heimdall_net_ultra", CONTEXT)

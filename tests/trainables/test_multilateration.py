@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from trainables.data.rf_simulation import SPEED_OF_LIGHT
-from trainables.models.multilateration import multilaterate
+from trainables.models.multilateration import multilaterate, solve
 
 MODEL = {"tx_power_dbm": 30.0, "reference_loss_db": 25.0, "path_loss_exponent": 3.0, "tx_height_m": 15.0}
 
@@ -32,3 +33,25 @@ def test_one_receiver_falls_back_to_its_surroundings():
     toa, rssi = measurements(np.array([700.0, 500.0]), sites)
     estimate = multilaterate(sites[None], toa[None], rssi[None], np.ones((1, 2)), np.array([[True, False]]), **MODEL)
     assert np.isfinite(estimate).all() and np.linalg.norm(estimate - sites[0, :2]) < 400
+
+
+def test_padded_slots_never_reach_the_solution_even_as_nan():
+    rng = np.random.default_rng(1)
+    sites = np.column_stack([rng.uniform(0, 2000, (4, 2)), rng.uniform(10, 60, 4)])
+    toa, rssi = measurements(np.array([900.0, 1100.0]), sites)
+    mask = np.array([[True, True, True, False]])
+    clean = multilaterate(sites[None], toa[None], rssi[None], np.ones((1, 4)), mask, **MODEL)
+    toa[3], rssi[3], sites[3] = np.nan, np.inf, np.nan
+    dirty = multilaterate(sites[None], toa[None], rssi[None], np.ones((1, 4)), mask, **MODEL)
+    np.testing.assert_array_equal(clean, dirty)
+
+
+def test_sigma_shrinks_with_more_receivers():
+    rng = np.random.default_rng(2)
+    sites = np.column_stack([rng.uniform(0, 2000, (8, 2)), rng.uniform(10, 60, 8)])
+    toa, rssi = measurements(np.array([1000.0, 1000.0]), sites)
+    mask = torch.tensor([[True] + [False] * 7, [True] * 8])
+    solution = solve(*(torch.tensor(np.stack([a, a])) for a in (sites, toa, rssi, np.ones(8))), mask, **MODEL)
+    one, eight = solution.xy_sigma.norm(dim=-1)
+    assert eight < 20 < 200 < one
+    assert solution.toa_residual_m[1].abs().max() < 1.0 and (solution.toa_residual_m[0, 1:] == 0).all()

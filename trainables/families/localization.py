@@ -70,12 +70,29 @@ def model_context(train: Arrays) -> dict[str, Any]:
         "feature_std": np.maximum(features.std(axis=0), 1e-6).tolist(),
         "position_center": center.tolist(),
         "position_scale": float(max(target.std(), 1.0)),
+        "feature_names": list(FEATURE_NAMES),
+        "propagation": nominal_propagation(),
+    }
+
+
+def nominal_propagation() -> dict[str, float]:
+    """The simulator's nominal propagation model (mid-range transmit power), as least squares assumes it."""
+    nominal = RFSimulation()
+    return {
+        "tx_power_dbm": float(np.mean(nominal.tx_power_dbm)),
+        "reference_loss_db": float(nominal.reference_loss_db),
+        "path_loss_exponent": float(nominal.path_loss_exponent),
     }
 
 
 def loss(outputs: Sequence[torch.Tensor], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Mean Euclidean error of the position (metres), plus the Gaussian NLL of the uncertainty
+    around the detached position, so the uncertainty is calibrated but never trades position
+    error for it (see the module docstring for the measurement)."""
     position, uncertainty = outputs
-    return F.gaussian_nll_loss(position, batch["transmitter_xy"], uncertainty**2)
+    target = batch["transmitter_xy"]
+    error = ((position - target) ** 2).sum(-1).add(1e-6).sqrt()  # (B,); the epsilon keeps the gradient finite at 0
+    return error.mean() + F.gaussian_nll_loss(position.detach(), target, uncertainty**2)
 
 
 def position_errors(position: np.ndarray, target: np.ndarray) -> dict[str, float]:
@@ -128,8 +145,7 @@ def diagnostic_plots(outputs: Mapping[str, Sequence[Sequence[np.ndarray]]], targ
 
 
 def multilaterate_split(arrays: Arrays) -> np.ndarray:
-    """Least-squares positions (N, 2) with the simulator's nominal propagation model (mid-range power)."""
-    nominal = RFSimulation()
+    """Least-squares positions (N, 2) with the simulator's nominal propagation model."""
     feature = {name: arrays["features"][..., index] for index, name in enumerate(FEATURE_NAMES)}
     return multilaterate(
         arrays["positions"],
@@ -137,9 +153,7 @@ def multilaterate_split(arrays: Arrays) -> np.ndarray:
         feature["rssi_dbm"],
         feature["correlation"],
         arrays["mask"],
-        tx_power_dbm=float(np.mean(nominal.tx_power_dbm)),
-        reference_loss_db=nominal.reference_loss_db,
-        path_loss_exponent=nominal.path_loss_exponent,
+        **nominal_propagation(),
     )
 
 

@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from trainables.attention import create_attention
 from trainables.models import register_model
+from trainables.models.multilateration import Solution, solve
 
 FAMILY = "localization"
 HIDDEN = 256
@@ -263,3 +264,130 @@ def heimdall_net_pro(
     attention = create_attention("performer", HIDDEN, heads=heads, nb_features=nb_features, kernel=kernel, dropout=dropout)
     pooling = MultiStrategyPooling(HIDDEN, dropout) if pooling_fallback else MaskedMeanPooling()
     return HeimdallNet(context, SetAttentionBlock(attention, pooling, HIDDEN, dropout), dropout)
+
+
+# ---------------------------------------------------------------- least squares, corrected by a set transformer
+
+
+TOKEN_INPUTS = 15  # per receiver: 6 measurements, 3 position, 2 offset from the estimate, 4 fit terms
+GLOBAL_INPUTS = 5  # per capture: the estimate (2), its log sigma (2), the fraction of receivers active
+
+
+class SetTransformerBlock(nn.Module):
+    """Pre-norm residual attention between receivers, then a pre-norm residual MLP."""
+
+    def __init__(self, attention: nn.Module, width: int, dropout: float) -> None:
+        super().__init__()
+        self.attention_norm, self.mlp_norm = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attention = attention
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * width, width))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.attention(self.attention_norm(x), mask))
+        return x + self.dropout(self.mlp(self.mlp_norm(x)))  # (B, N, D)
+
+
+class MultilaterationTransformer(nn.Module):
+    """Least-squares multilateration, then a learned correction of its estimate.
+
+    The solver (trainables/models/multilateration.py) runs inside the forward pass on the raw
+    measurements, with the nominal propagation constants the family puts in the context. Each
+    receiver becomes a token of its measurements, its position, its offset from the estimate and
+    how it fits the estimate (arrival-time and RSSI-range residuals); every token also carries the
+    estimate, its least-squares sigma and the number of receivers. After the set transformer and
+    a masked mean, a gated (GLU) head predicts the correction in units of the least-squares sigma
+    (so a fix from ten receivers moves by metres, one from a single receiver by hundreds); its
+    last layer starts at zero, so training starts at least squares. The uncertainty is the
+    least-squares sigma rescaled per axis by the same head.
+    """
+
+    def __init__(self, context: Mapping[str, Any], attention: list[nn.Module], width: int, dropout: float) -> None:
+        super().__init__()
+        self.register_buffer("feature_mean", torch.tensor(context["feature_mean"], dtype=torch.float32))
+        self.register_buffer("feature_std", torch.tensor(context["feature_std"], dtype=torch.float32))
+        self.register_buffer("position_center", torch.tensor(context["position_center"], dtype=torch.float32))
+        self.register_buffer("position_scale", torch.tensor(float(context["position_scale"])))
+        self.propagation = {name: float(value) for name, value in context["propagation"].items()}
+        self.columns = [context["feature_names"].index(name) for name in ("toa_us", "rssi_dbm", "correlation")]
+        self.embed = nn.Sequential(nn.Linear(TOKEN_INPUTS + GLOBAL_INPUTS, width), nn.GELU(), nn.Linear(width, width))
+        self.blocks = nn.ModuleList(SetTransformerBlock(block, width, dropout) for block in attention)
+        self.norm = nn.LayerNorm(width)
+        self.value = nn.Linear(width + GLOBAL_INPUTS, width)
+        self.gate = nn.Linear(width + GLOBAL_INPUTS, width)
+        self.correction = nn.Linear(width, 2)
+        self.log_sigma_scale = nn.Linear(width, 2)
+        nn.init.zeros_(self.correction.weight)
+        nn.init.zeros_(self.correction.bias)
+
+    def least_squares(self, features: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> Solution:
+        toa, rssi, correlation = (features[..., column] for column in self.columns)
+        return solve(positions, toa, rssi, correlation, mask, **self.propagation)
+
+    def inputs(self, features: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, fit: Solution):
+        """Token inputs (B, R, TOKEN_INPUTS + GLOBAL_INPUTS), capture inputs (B, GLOBAL_INPUTS), base sigma (B, 2)."""
+        scale = self.position_scale
+        estimate = fit.xy.float()  # (B, 2)
+        sigma = fit.xy_sigma.float().clamp(min=1.0, max=float(scale))  # (B, 2)
+        capture = torch.cat(
+            [(estimate - self.position_center[:2]) / scale, torch.log(sigma / scale), mask.float().mean(1, keepdim=True)], dim=-1
+        )
+        fit_terms = torch.stack(
+            [
+                torch.asinh(fit.toa_residual_m / 15.0),  # in units of the solver's arrival-time sigma
+                torch.asinh(fit.range_residual_m / (0.5 * fit.rssi_range_m + 10.0)),
+                torch.log(fit.rssi_range_m.clamp(min=1.0) / 1000.0),
+                torch.log(fit.distance_m / 1000.0),
+            ],
+            dim=-1,
+        ).float()  # (B, R, 4)
+        tokens = torch.cat(
+            [
+                (features - self.feature_mean) / self.feature_std,
+                (positions - self.position_center) / scale,
+                (positions[..., :2] - estimate.unsqueeze(1)) / scale,
+                fit_terms,
+                capture.unsqueeze(1).expand(-1, mask.shape[1], -1),
+            ],
+            dim=-1,
+        )
+        return torch.where(mask.unsqueeze(-1), tokens, 0.0), capture, sigma
+
+    def forward(
+        self,
+        iq: torch.Tensor,
+        features: torch.Tensor,
+        positions: torch.Tensor,
+        receiver_ids: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        fit = self.least_squares(features, positions, mask)
+        tokens, capture, sigma = self.inputs(features, positions, mask, fit)
+        x = self.embed(tokens)  # (B, R, D)
+        for block in self.blocks:
+            x = block(x, mask)
+        pooled = torch.cat([masked_mean(self.norm(x), mask), capture], dim=-1)
+        hidden = F.gelu(self.value(pooled)) * torch.sigmoid(self.gate(pooled))  # (B, D)
+        correction_scale = sigma.pow(2).mean(-1, keepdim=True).sqrt()  # (B, 1) metres
+        position = fit.xy.float() + correction_scale * self.correction(hidden)
+        uncertainty = sigma * torch.exp(self.log_sigma_scale(hidden).clamp(-8.0, 8.0))
+        return position, uncertainty
+
+
+@register_model(FAMILY, "multilateration_transformer")
+def multilateration_transformer(
+    context: Mapping[str, Any],
+    *,
+    dropout: float = 0.0,
+    attention: str = "softmax",
+    heads: int = 4,
+    nb_features: int = 32,
+    kernel: str = "relu",
+    width: int = 64,
+    layers: int = 2,
+) -> MultilaterationTransformer:
+    """Least squares plus a set-transformer correction; ``attention`` is "softmax" or "performer"
+    (``nb_features`` and ``kernel`` apply to the Performer only)."""
+    options = {"nb_features": nb_features, "kernel": kernel} if attention == "performer" else {}
+    blocks = [create_attention(attention, width, heads=heads, dropout=dropout, **options) for _ in range(layers)]
+    return MultilaterationTransformer(context, blocks, width, dropout)
