@@ -8,7 +8,9 @@ import torch
 from trainables.data.tables import write_table
 from trainables.errors import DataError
 from trainables.families import get_family
-from trainables.families.response_time import MAX_SHIFT_SAMPLES, augment
+from trainables.data import split_by_group
+from trainables.data.eeg_simulation import EEGSimulation, simulate
+from trainables.families.response_time import MAX_SHIFT_SAMPLES, augment, erp_regression_reference
 from trainables.train_loop import TrainSettings, train
 
 FAMILY = get_family("response_time")
@@ -74,11 +76,29 @@ def test_trains_with_every_augmentation(splits):
 def test_search_space_samples_every_architecture_with_its_own_parameters():
     space = FAMILY.search_space()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(60):
+    for _ in range(80):
         trial = study.ask()
         constants = space(trial)
         config = {**trial.params, **constants}
         assert space.contains(config)
         assert ("scale_factor" in config) == config["architecture"].endswith("_with_attention")
         study.tell(trial, 1.0)
-    assert len({t.params["architecture"] for t in study.trials}) == 6
+    assert {t.params["architecture"] for t in study.trials} == set(FAMILY.architectures())
+
+
+@pytest.fixture(scope="module")
+def clear_erps():
+    """Trials whose P300 stands out (quiet background, no blinks), split by subject like the family's."""
+    arrays = simulate(EEGSimulation(n_subjects=12, trials_per_subject=20, background_uv=3.0, blinks_per_trial=0.0, seed=2), progress=False)
+    return split_by_group(arrays, arrays["subject"], 0, "clear ERPs")
+
+
+def test_reference_beats_predicting_the_mean_and_is_scored_like_a_network(clear_erps):
+    predicted = erp_regression_reference(clear_erps)(clear_erps.test)
+    assert len(predicted) == 1 and predicted[0].shape == clear_erps.test["response_time"].shape
+    assert FAMILY.evaluate(predicted, clear_erps.test)["nrmse"] < 0.8
+
+
+def test_reference_never_looks_at_the_test_split(clear_erps):
+    blind = erp_regression_reference(clear_erps.without_test())
+    np.testing.assert_array_equal(erp_regression_reference(clear_erps)(clear_erps.test)[0], blind(clear_erps.test)[0])

@@ -25,7 +25,8 @@ from torch.nn import functional as F
 from trainables.data import DataSplits, read_user_table, simulated, split_by_group
 from trainables.data.eeg_simulation import CHANNELS, SIMULATOR_VERSION, EEGSimulation, simulate
 from trainables.data.tables import Arrays, Column, Schema
-from trainables.families import Family, Preset
+from trainables.families import Family, Predictor, Preset
+from trainables.models.erp_features import trial_features
 
 SCHEMA = Schema(
     (
@@ -41,6 +42,7 @@ PRESETS = {
     "default": Preset(trials=32, epochs=40, data={"n_subjects": 60, "trials_per_subject": 50}),
 }
 MAX_SHIFT_SAMPLES, CHANNEL_DROPOUT, NOISE_FRACTION, MIXUP_ALPHA = 5, 0.1, 0.1, 0.2
+RIDGE_PENALTIES = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)  # per training row's worth of standardised features
 
 
 def load_data(settings: Mapping[str, Any], path: Path | None, seed: int) -> DataSplits:
@@ -101,6 +103,31 @@ def _shift(eeg: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return gathered * inside.unsqueeze(1)
 
 
+def erp_regression_reference(splits: DataSplits) -> Predictor:
+    """Ridge regression of the response time on hand-measured ERP features (see
+    trainables/models/erp_features.py), fitted on the training split; the penalty is the one of
+    RIDGE_PENALTIES with the lowest validation RMSE."""
+    features, target = trial_features(splits.train["eeg"]), splits.train["response_time"].astype(np.float64)
+    centre, scale = features.mean(axis=0), np.maximum(features.std(axis=0), 1e-12)
+
+    def fit(penalty: float) -> np.ndarray:
+        design = np.column_stack([(features - centre) / scale, np.ones(len(features))])  # (N, F + 1)
+        ridge = penalty * len(features) * np.diag([1.0] * features.shape[1] + [0.0])  # the intercept is not shrunk
+        return np.linalg.solve(design.T @ design + ridge, design.T @ target)
+
+    def predictor(weights: np.ndarray) -> Predictor:
+        def predict(arrays: Arrays) -> list[np.ndarray]:
+            design = np.column_stack([(trial_features(arrays["eeg"]) - centre) / scale, np.ones(len(arrays["eeg"]))])
+            return [(design @ weights).astype(np.float32)]
+
+        return predict
+
+    candidates = [predictor(fit(penalty)) for penalty in RIDGE_PENALTIES]
+    validation = splits.validation
+    errors = [np.mean((candidate(validation)[0] - validation["response_time"]) ** 2) for candidate in candidates]
+    return candidates[int(np.argmin(errors))]
+
+
 FAMILY = Family(
     name="response_time",
     description="response time from one EEG trial (the EEG seeds' CNNs with multi-head, sparse, channel and temporal attention)",
@@ -116,6 +143,7 @@ FAMILY = Family(
     model_context=model_context,
     loss=loss,
     evaluate=evaluate,
+    reference=erp_regression_reference,
     augment=augment,
     augmentations=("time_shift", "channel_dropout", "gaussian_noise", "mixup"),
     group="subject",
