@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from trainables.models import architectures, create_model
+from trainables.models.response_time import TimePooling
 
 FAMILY = "response_time"
 ARCHITECTURES = architectures(FAMILY)
@@ -18,7 +19,9 @@ SEED_COUNTS = {
     "lightweight_response_time_cnn_with_attention": 846_289,
     "improved_response_time_cnn_with_attention": 6_163_375,
 }
-REAL_COUNTS = {**SEED_COUNTS, "improved_response_time_cnn": 798_081}
+# Added here, not in the seeds: attention over time with time codes and latency-reading pooling.
+NEW_COUNTS = {"timing_attention_cnn": 80_773, "timing_localized_cnn": 80_773}
+REAL_COUNTS = {**SEED_COUNTS, "improved_response_time_cnn": 798_081, **NEW_COUNTS}
 
 
 def build(name: str, context: dict = CONTEXT) -> torch.nn.Module:
@@ -35,7 +38,7 @@ def count(model: torch.nn.Module) -> int:
 
 
 def test_every_architecture_is_registered():
-    assert set(ARCHITECTURES) == set(SEED_COUNTS)
+    assert set(ARCHITECTURES) == set(REAL_COUNTS)
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
@@ -82,5 +85,25 @@ def test_parameter_counts_against_the_seeds(capsys):
         print(f"\n{'architecture':46} {'real':>10} {'seed':>10}")
         for name, real in counts.items():
             approximate = "~" if name == "improved_response_time_cnn" else " "
-            print(f"{name:46} {real:>10,} {approximate}{SEED_COUNTS[name]:>9,}")
+            seed = f"{approximate}{SEED_COUNTS[name]:>9,}" if name in SEED_COUNTS else f"{'-':>10}"
+            print(f"{name:46} {real:>10,} {seed}")
     assert counts == REAL_COUNTS  # pinned, so a change to a layer plan is deliberate
+
+
+def test_time_pooling_reads_when_the_scored_feature_peaks():
+    pooling = TimePooling(dim=3, heads=1)
+    with torch.no_grad():
+        pooling.score.weight.copy_(torch.tensor([[50.0, 0.0, 0.0]]))  # attend where feature 0 is large
+        pooling.score.bias.zero_()
+    features = torch.zeros(2, 3, 11)  # (B, D, T)
+    features[0, 0, 2], features[1, 0, 8] = 1.0, 1.0
+    latency = pooling(features)[:, -1]  # the last output is the head's expected time
+    torch.testing.assert_close(latency, torch.tensor([-0.3, 0.3]), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(NEW_COUNTS))
+def test_timing_models_are_not_blind_to_when(name):
+    """Unlike the seeds' CNNs, a shift of the whole trial in time changes the prediction."""
+    model = build(name).eval()
+    x = eeg(2)
+    assert (model(x) - model(x.roll(20, dims=-1))).abs().min() > 1e-4

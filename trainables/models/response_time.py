@@ -42,6 +42,7 @@ from torch import nn
 
 from trainables.attention import create_attention
 from trainables.models import register_model
+from trainables.models.positions import sinusoidal_positions
 
 FAMILY = "response_time"
 CHANNELS = 129
@@ -259,3 +260,82 @@ def improved_response_time_cnn_with_attention(
             regressor((1024, 256, 64, 1), dropout),
         ),
     )
+
+
+# ---------------------------------------------------------------- timing-aware attention CNNs
+
+
+class TimePooling(nn.Module):
+    """Attention pooling over time that also reads *when*: per pooling head, softmax weights over
+    the T tokens give a weighted average of the features and the expected time of the weights
+    (a soft arg-max in epoch fractions), so a latency reaches the regressor as a number.
+
+    (B, D, T) -> (B, heads * (D + 1))
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(dim, heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.transpose(1, 2)  # (B, T, D)
+        weights = self.score(tokens).softmax(dim=1)  # (B, T, H)
+        pooled = torch.einsum("bth,btd->bhd", weights, tokens)  # (B, H, D)
+        times = torch.linspace(-0.5, 0.5, x.shape[-1], device=x.device)  # (T,) centred, so the sum starts near 0
+        latency = torch.einsum("bth,t->bh", weights, times)  # (B, H)
+        return torch.cat([pooled.flatten(1), latency], dim=-1)
+
+
+class PreNormBlock(nn.Module):
+    """x + attention(LayerNorm(x)), then x + FFN(LayerNorm(x)) (D -> 2D -> D, GELU): (B, N, D) -> (B, N, D)."""
+
+    def __init__(self, attention: nn.Module, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.attention = attention
+        self.norms = nn.ModuleList([nn.LayerNorm(dim), nn.LayerNorm(dim)])
+        self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.norms[0](x))
+        return x + self.ffn(self.norms[1](x))
+
+
+class AddTimeCode(nn.Module):
+    """Adds fixed sinusoidal codes of each token's position in the epoch: (B, N, D) -> (B, N, D)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + sinusoidal_positions(x.shape[1], x.shape[2], x.device)
+
+
+def _timing_cnn(
+    context: Mapping[str, Any], attention: str, dropout: float, width: int, depth: int, pool_heads: int, **options: Any
+) -> ResponseTimeModel:
+    """Learned montage 129->16, convs to ``width`` at 25 Hz, time codes, ``depth`` attention blocks, TimePooling."""
+    blocks = [PreNormBlock(create_attention(attention, width, dropout=dropout, **options), width, dropout) for _ in range(depth)]
+    return ResponseTimeModel(
+        context,
+        nn.Sequential(
+            conv_block(CHANNELS, 16, 1, dropout),  # (B, 16, 200): spatial filters, as for ERPs
+            conv_block(16, width, 7, dropout, stride=2),  # (B, W, 100)
+            conv_block(width, width, 5, dropout, stride=2),  # (B, W, 50)
+            OverTime(nn.Sequential(AddTimeCode(), *blocks, nn.LayerNorm(width))),  # (B, W, 50)
+            TimePooling(width, pool_heads),  # (B, H * (W + 1))
+            regressor((pool_heads * (width + 1), width, 1), dropout),
+        ),
+    )
+
+
+@register_model(FAMILY, "timing_attention_cnn")
+def timing_attention_cnn(
+    context: Mapping[str, Any], *, dropout: float = 0.1, heads: int = 4, depth: int = 1, pool_heads: int = 4
+) -> ResponseTimeModel:
+    """Softmax self-attention over time with time codes and latency-reading pooling."""
+    return _timing_cnn(context, "softmax", dropout, 64, depth, pool_heads, heads=heads)
+
+
+@register_model(FAMILY, "timing_localized_cnn")
+def timing_localized_cnn(
+    context: Mapping[str, Any], *, dropout: float = 0.1, heads: int = 4, window_size: int = 7, depth: int = 1, pool_heads: int = 4
+) -> ResponseTimeModel:
+    """The same with localized attention: each 40 ms token sees ``window_size`` neighbours."""
+    return _timing_cnn(context, "localized", dropout, 64, depth, pool_heads, heads=heads, window_size=window_size)
