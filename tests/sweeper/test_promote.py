@@ -19,8 +19,10 @@ def test_prints_the_verdict_and_every_criterion(promoted):
     run, stdout = promoted.run, promoted.stdout
     verdict = run.data.tags["sweeper.verdict"]
     assert f"Promotion of sweep smoke-sweep: {verdict.upper()}" in stdout
-    for criterion in ("no divergence", "stability probe", "clearly better", "enough seeds", "latency budget", "generalization gap"):
+    for criterion in ("no divergence", "stability probe", "clearly better", "beats the non-learned reference", "enough seeds",
+                      "latency budget", "generalization gap"):  # fmt: skip
         assert criterion in stdout
+    assert "non-learned reference    test mean_error_m" in stdout and "the non-learned reference: gain" in stdout
 
 
 def test_promotion_run_is_nested_under_the_sweep_with_per_seed_metrics(promoted, client):
@@ -30,7 +32,8 @@ def test_promotion_run_is_nested_under_the_sweep_with_per_seed_metrics(promoted,
     for model in ("candidate", "heimdall_net"):
         history = client.get_metric_history(run.info.run_id, f"{model}_test_mean_error_m")
         assert sorted(m.step for m in history) == [0, 1, 2]
-    assert {"gain_vs_heimdall_net", "gain_vs_heimdall_net_low", "reference_test_mean_error_m"} <= set(run.data.metrics)
+    expected = {"gain_vs_heimdall_net", "gain_vs_heimdall_net_low", "reference_test_mean_error_m", "gain_vs_reference_low"}
+    assert expected <= set(run.data.metrics)
     assert run.data.tags["sweeper.criterion.clearly_better"] in ("pass", "fail")
 
 
