@@ -12,7 +12,7 @@ from trainables.attention import attention_kinds
 from trainables.data.char_sequences import VOCAB_SIZE
 from trainables.models import UnknownNameError, architectures, create_model
 
-SEGMENTATION_CONTEXT = {"vocab_size": 2**14}
+SEGMENTATION_CONTEXT = {"vocab_size": 2**14, "word_idf": [0.0] + [1.0] * (2**14 - 1)}  # idf: the cohesion models
 LM_CONTEXT = {"vocab_size": VOCAB_SIZE, "sequence_length": 16}
 SEGMENTATION = architectures("segmentation")
 LANGUAGE_MODEL = architectures("language_model")
@@ -30,9 +30,10 @@ def build(family: str, name: str, **hyperparameters) -> torch.nn.Module:
 
 
 def documents(batch: int, sentences: int, words: int, real: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random hashed words, ``real[b]`` real sentences in document b, each with 2 .. words words."""
+    """Random hashed words, ``real[b]`` real sentences in document b, each with 2 .. words words,
+    from 300 of the buckets so that sentences share words (the cohesion features are then not 0)."""
     generator = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(1, 2**14, (batch, sentences, words), generator=generator)
+    tokens = torch.randint(1, 300, (batch, sentences, words), generator=generator)
     lengths = torch.randint(2, words + 1, (batch, sentences, 1), generator=generator)
     tokens = tokens * (torch.arange(words) < lengths)
     mask = torch.arange(sentences) < torch.tensor(real)[:, None]  # (B, S)
@@ -135,7 +136,7 @@ def test_parameter_counts_against_the_seeds():
     seed = {"self": "446,466", "localized": "446,466", "boundary_aware": "~479K"}
     counts = {name: parameter_count("segmentation", name) for name in SEGMENTATION}
     for name, count in counts.items():
-        print(f"segmentation/{name}: {count if count is None else f'{count:,}'} parameters (seed: {seed[name]})")
+        print(f"segmentation/{name}: {count if count is None else f'{count:,}'} parameters (seed: {seed.get(name, 'none')})")
     lm_context = {"vocab_size": VOCAB_SIZE, "sequence_length": 128}
     for name in LANGUAGE_MODEL:
         count = parameter_count("language_model", name, lm_context)
@@ -143,4 +144,9 @@ def test_parameter_counts_against_the_seeds():
     assert counts["self"] == counts["localized"] == 447_425  # 0.2% above the seed; pinned so changes are deliberate
     if counts["boundary_aware"] is not None:
         assert counts["boundary_aware"] - counts["self"] == 33_025  # exactly the seed's difference
+    # the cohesion variants add the 14 cohesion features' projection into the attention input
+    # (14 x 256 + 256) and their 14 inputs to the head's first layer (14 x 64)
+    for name in ("self", "localized", "boundary_aware"):
+        if counts[name] is not None:
+            assert counts[f"{name}_cohesion"] - counts[name] == 4_736
     assert parameter_count("language_model", "softmax", lm_context) == 805_760  # no position table: any length works
