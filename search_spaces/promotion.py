@@ -40,7 +40,9 @@ class Policy:
     latency_limit_ms: float | None = None  # above it: demote
     max_generalization_gap: float = 0.25  # (test - validation) / validation, worse direction
     max_nonfinite: int = 0  # non-finite losses or gradients tolerated over all seeds
-    min_seeds: int = 3  # fewer seeds than this never promote
+    min_seeds: int = 3  # fewer seeds than this never promote; with --seeds auto, the first round
+    max_seeds: int | None = None  # --seeds auto adds rounds up to this many seeds per model (None: min_seeds)
+    seed_step: int = 2  # seeds per model added by each further round of --seeds auto
     probe_batch_sizes: tuple[int, ...] = (1, 2, 512)  # stability probe: a few steps at each
     probe_steps: int = 3
     bootstrap_replicates: int = 2000
@@ -125,7 +127,9 @@ def _parse_policy(raw: Any, metrics: Sequence[str], fail) -> Policy:
         raise fail("policy.confidence", f"expected a level in [0.5, 1), got {values['confidence']!r}")
     if values.get("peak_memory_length") is not None and (not isinstance(values["peak_memory_length"], int) or values["peak_memory_length"] < 1):
         raise fail("policy.peak_memory_length", "expected a positive integer (an input length) or null")
-    for name in ("max_nonfinite", "min_seeds", "probe_steps", "bootstrap_replicates"):
+    if values.get("max_seeds") is not None and (not isinstance(values["max_seeds"], int) or values["max_seeds"] < values.get("min_seeds", 3)):
+        raise fail("policy.max_seeds", f"expected an integer >= min_seeds ({values.get('min_seeds', 3)}) or null")
+    for name in ("max_nonfinite", "min_seeds", "seed_step", "probe_steps", "bootstrap_replicates"):
         if name in values and (not isinstance(values[name], int) or values[name] < (0 if name == "max_nonfinite" else 1)):
             raise fail(f"policy.{name}", f"expected a {'non-negative' if name == 'max_nonfinite' else 'positive'} integer")
     sizes = values.get("probe_batch_sizes", [1])

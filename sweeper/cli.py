@@ -3,6 +3,9 @@ prints one line saying how to continue and exits with code 130, as shells report
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import json
 import logging
 import shlex
 import sys
@@ -19,6 +22,7 @@ from trainables.families import family_names
 logger = logging.getLogger("sweeper")
 
 INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command ended by Ctrl-C
+FAIL_ON = ("demote", "keep_experimental")  # verdicts from worst up: --fail-on X fails on X and everything below it
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     promote = commands.add_parser("promote", help="retrain a sweep's best trial and the baselines on several seeds; judge on the test split")
     promote.add_argument("sweep", help="the sweep's name (as given to or printed by launch)")
-    promote.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3; a promote verdict needs at least 3)")
+    promote.add_argument("--seeds", type=_seeds, default="auto",
+                         help="seeds per model, or auto (default): rounds from the policy's min_seeds to max_seeds until the verdict is clear")
+    promote.add_argument("--fail-on", choices=FAIL_ON, help="exit with code 1 when the verdict is this or worse (for CI pipelines)")
+    promote.add_argument("--json", action="store_true", help="print the verdict and every criterion as JSON on stdout")
     promote.add_argument("--epochs", type=int, help="epochs per run (default: the sweep's)")
     _add_location(promote)
     promote.add_argument("--cpus-per-trial", type=float, help="per retraining run (default: the sweep's)")
@@ -85,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="browse sweeps: the MLflow tracking server and UI, on ./mlflow.db by default (Ctrl-C stops it)")
     add_server_arguments(ui)
     return parser
+
+
+def _seeds(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of seeds, got {value!r}") from None
 
 
 def _add_location(parser: argparse.ArgumentParser) -> None:
@@ -215,17 +231,35 @@ def _browse_command(tracking_uri: str) -> str:
 def _promote(args: argparse.Namespace) -> int:
     from sweeper.promotion import PromoteOptions, promote
 
-    options = {k: v for k, v in vars(args).items() if k != "command"}
-    outcome = promote(PromoteOptions(**options))
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "fail_on", "json")}
+    # With --json, stdout holds the JSON document alone: what Ray's workers and raylet print goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        outcome = promote(PromoteOptions(**options))
+    if args.json:
+        print(json.dumps(_outcome_json(outcome), indent=2))
+    else:
+        _print_outcome(outcome)
+    failing = FAIL_ON[: FAIL_ON.index(args.fail_on) + 1] if args.fail_on else ()
+    return 1 if outcome.verdict.decision in failing else 0
+
+
+def _print_outcome(outcome) -> None:
     verdict = outcome.verdict
     print(f"\nPromotion of sweep {outcome.sweep}: {verdict.decision.upper()}")
     print(f"Candidate: trial {outcome.candidate_trial} ({outcome.candidate_config['architecture']}) against {verdict.baseline}")
+    seeds, confidence = outcome.looks[-1]
+    print(f"Seeds: {seeds} per model after {len(outcome.looks)} look(s); intervals at one-sided {confidence:.2%}")
     for model in outcome.evidence:
         print(f"  {model.name:<24} test {outcome.metric} {model.mean_test():.4g} per seed {[round(v, 4) for v in model.test]}, p95 latency {model.latency_p95_ms:.1f} ms")
     if outcome.metric in outcome.reference:
         print(f"  {'non-learned reference':<24} test {outcome.metric} {outcome.reference[outcome.metric]:.4g} (no training, no seeds)")
     for name, values in outcome.slices.items():
         print(f"  {name:<24} " + ", ".join(f"{model} {value:.4g}" for model, value in values.items()))
+    for c in verdict.comparisons:
+        probability = c.improvement_probability
+        print(f"  vs {c.baseline}: gain {c.gain.point:+.1%} [{c.gain.low:+.1%}, {c.gain.high:+.1%}], Holm p {c.holm_p:.3g}, "
+              f"P(a candidate seed beats a {c.baseline} seed) {probability.point:.2f} [{probability.low:.2f}, {probability.high:.2f}], "
+              f"Hedges' g {c.effect_size:+.2f}")  # fmt: skip
     width = max(len(c.name) for c in verdict.criteria)
     for criterion in verdict.criteria:
         mark = "pass" if criterion.passed else "FAIL"
@@ -237,7 +271,25 @@ def _promote(args: argparse.Namespace) -> int:
     alias = f" alias {outcome.alias!r}" if outcome.alias else ""
     print(f"Registered model {outcome.model_name!r} version {outcome.model_version}{alias}; promotion run {outcome.run_id}")
     print(f"Took {outcome.seconds:.0f} s. Report: the run's artifacts report/report.html in `{_browse_command(outcome.tracking_uri)}`")
-    return 0
+
+
+def _outcome_json(outcome) -> dict:
+    """The verdict for machines: every criterion, every model's per-seed results, every comparison."""
+    verdict = outcome.verdict
+    return {
+        "sweep": outcome.sweep, "family": outcome.family, "decision": verdict.decision, "metric": outcome.metric,
+        "candidate": {"trial": outcome.candidate_trial, "config": outcome.candidate_config},
+        "baseline": verdict.baseline,
+        "seeds_per_model": outcome.looks[-1][0], "looks": [{"seeds": s, "confidence": c} for s, c in outcome.looks],
+        "criteria": [dataclasses.asdict(c) for c in verdict.criteria],
+        "models": [{"name": m.name, "test": list(m.test), "validation": list(m.validation), "latency_p95_ms": m.latency_p95_ms,
+                    "diverged_seeds": m.diverged_seeds} for m in outcome.evidence],
+        "comparisons": [dataclasses.asdict(c) for c in verdict.comparisons],
+        "reference": {"test": outcome.reference, "gain": dataclasses.asdict(verdict.reference_gain) if verdict.reference_gain else None},
+        "slices": outcome.slices,
+        "registered": {"model": outcome.model_name, "version": outcome.model_version, "alias": outcome.alias},
+        "run_id": outcome.run_id, "tracking_uri": outcome.tracking_uri, "seconds": outcome.seconds,
+    }  # fmt: skip
 
 
 def _export(args: argparse.Namespace) -> int:

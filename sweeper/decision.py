@@ -10,13 +10,13 @@ The lower bound is the one-sided ``confidence`` quantile of the relative gain.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence, TypeVar
+from typing import Callable, Literal, Sequence
 
 import numpy as np
+from scipy import optimize, stats
 
 from search_spaces.promotion import Policy
 
-Outputs = TypeVar("Outputs")
 Decision = Literal["promote", "keep_experimental", "demote"]
 
 
@@ -25,6 +25,7 @@ class Interval:
     point: float  # on all seeds and rows
     low: float  # one-sided lower confidence bound
     high: float  # the matching upper bound, for the report
+    p_value: float = float("nan")  # of "the gain is at most the policy's threshold"
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,25 @@ class Criterion:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """What the literature asks of a claim that one model beats another (Bouthillier et al. 2021,
+    "Accounting for variance in machine learning benchmarks"; Agarwal et al. 2021)."""
+
+    baseline: str
+    gain: Interval  # relative gain, its bounds and the raw p-value of "gain <= threshold"
+    holm_p: float  # that p-value after Holm's correction over every baseline compared
+    improvement_probability: Interval  # P(a fresh candidate seed beats a fresh baseline seed), bootstrap bounds
+    effect_size: float  # Hedges' g of the per-seed test metrics (positive: the candidate is better)
+
+
+@dataclass(frozen=True)
 class Verdict:
     decision: Decision
     criteria: tuple[Criterion, ...]
-    baseline: str  # the strongest baseline, the one judged against
-    gain: Interval | None
+    baseline: str  # the strongest baseline (best mean test metric)
+    gain: Interval | None  # over the strongest baseline
     reference_gain: Interval | None = None  # over the family's non-learned reference, if it has one
+    comparisons: tuple[Comparison, ...] = ()  # against every baseline
 
     @property
     def failed(self) -> tuple[Criterion, ...]:
@@ -75,36 +89,122 @@ def relative_gain(candidate: float, baseline: float, mode: str) -> float:
     return difference / abs(baseline) if baseline else float("nan")
 
 
-def bootstrap_relative_gain(
-    candidate: Sequence[Outputs],
-    baseline: Sequence[Outputs],
-    score: Callable[[Outputs, np.ndarray], float],
-    rows: int,
-    mode: str,
-    confidence: float,
-    replicates: int,
-    seed: int = 0,
-) -> Interval:
-    """Interval of the relative gain; ``score(outputs, row_indices)`` is the metric on those rows.
+@dataclass(frozen=True)
+class Measured:
+    """One model's results for the interval: the metric of each training seed on the whole test
+    split, and the metric averaged over its seeds, on each resample of the test rows (the same
+    resamples for every model, so the comparison stays paired)."""
 
-    ``candidate`` and ``baseline`` hold one entry per training seed (outputs over the test split).
+    per_seed: np.ndarray  # (seeds,)
+    resampled: np.ndarray  # (replicates,), or (rows,) per-row values when ``by_row``
+    by_row: bool = False  # a metric that is a mean over rows: its row variance is exact, no resampling
+    deterministic: bool = False  # no training noise (a non-learned reference): one "seed" says all
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.per_seed))
+
+
+def measured_rows(per_row: np.ndarray, deterministic: bool = False) -> Measured:
+    """For a metric that is a mean over rows: ``per_row`` (seeds, rows) values of one model."""
+    return Measured(per_row.mean(axis=1), per_row.mean(axis=0), by_row=True, deterministic=deterministic)
+
+
+def gain_interval(candidate: Measured, baseline: Measured, mode: str, confidence: float, threshold: float) -> Interval:
+    """Interval of the candidate's relative gain over the baseline, and the p-value of "the gain is
+    at most ``threshold``".
+
+    For a relative gain g, the contrast E(g) = s (b - c) - g |b| (s = +1 when lower is better, -1
+    otherwise; c and b the models' means over seeds) is positive exactly when the gain exceeds g.
+    Its variance adds the seed-to-seed variance of each model's per-seed metric over its seeds
+    (training noise, independent between models) and the variance of the contrast when the test
+    rows are resampled (paired: both models see the same rows). E(g) / sd is referred to Student's
+    t with Welch-Satterthwaite degrees of freedom (seeds - 1 per model, rows - 1 for the rows), so
+    a handful of seeds gives the wide interval it should; the bounds are the g where the statistic
+    meets the one-sided critical value (Fieller's method, so the ratio needs no delta method).
+    A non-deterministic model with one seed has no estimate of its training noise: no bounds.
     """
-    everything = np.arange(rows)
-    point = relative_gain(_mean_score(candidate, range(len(candidate)), everything, score),
-                          _mean_score(baseline, range(len(baseline)), everything, score), mode)  # fmt: skip
-    rng = np.random.default_rng(seed)
-    gains = np.empty(replicates)
-    for replicate in range(replicates):
-        sample = rng.integers(0, rows, rows)
-        ours = _mean_score(candidate, rng.integers(0, len(candidate), len(candidate)), sample, score)
-        theirs = _mean_score(baseline, rng.integers(0, len(baseline), len(baseline)), sample, score)
-        gains[replicate] = relative_gain(ours, theirs, mode)
-    low, high = np.nanquantile(gains, [1 - confidence, confidence])
-    return Interval(float(point), float(low), float(high))
+    sign = 1.0 if mode == "min" else -1.0
+    c, b = candidate.mean, baseline.mean
+    point = relative_gain(c, b, mode)
+    if not np.isfinite([c, b]).all() or b == 0 or any(m.per_seed.size < 2 and not m.deterministic for m in (candidate, baseline)):
+        return Interval(point, float("nan"), float("nan"))
+    rows = _row_covariance(candidate, baseline)
+    seed_variance = [0.0 if m.deterministic else float(np.var(m.per_seed, ddof=1)) / m.per_seed.size for m in (candidate, baseline)]
+    seed_df = [max(m.per_seed.size - 1, 1) for m in (candidate, baseline)]
+    row_df = (candidate.resampled.size if candidate.by_row else np.inf) - 1
+
+    def statistic(g: float) -> tuple[float, float]:
+        weights = np.array([-sign, sign - g * np.sign(b)])  # E(g) = weights . (c, b)
+        parts = [weights[0] ** 2 * seed_variance[0], weights[1] ** 2 * seed_variance[1], max(float(weights @ rows @ weights), 0.0)]
+        variance = sum(parts)
+        if variance <= 0:
+            return (np.inf if weights @ (c, b) > 0 else -np.inf), np.inf
+        df = variance**2 / sum(part**2 / d for part, d in zip(parts, (*seed_df, row_df)) if part > 0)
+        return float(weights @ (c, b)) / np.sqrt(variance), df
+
+    def excess(g: float, side: float) -> float:
+        t, df = statistic(g)
+        return t - side * stats.t.ppf(confidence, df)
+
+    low = _root(lambda g: excess(g, 1.0), point, -1.0)
+    high = _root(lambda g: excess(g, -1.0), point, 1.0)
+    t, df = statistic(threshold)
+    return Interval(point, low, high, float(stats.t.sf(t, df)))
 
 
-def _mean_score(outputs: Sequence[Outputs], seeds, rows: np.ndarray, score) -> float:
-    return float(np.mean([score(outputs[s], rows) for s in seeds]))
+def _row_covariance(candidate: Measured, baseline: Measured) -> np.ndarray:
+    """Covariance (2, 2) of the two seed-averaged metrics under resampling of the test rows."""
+    pair = np.stack([candidate.resampled, baseline.resampled])
+    if candidate.by_row:
+        return np.cov(pair) / pair.shape[1]  # a mean over rows: its variance is the rows' over their count
+    return np.cov(pair)
+
+
+def _root(function: Callable[[float], float], start: float, direction: float) -> float:
+    """Where the decreasing ``function`` crosses zero, searched from ``start`` towards ``direction``;
+    +-inf when it never does (the ratio's interval is unbounded, as Fieller's can be)."""
+    if not np.isfinite(start):
+        return float("nan")
+    step, near = 0.01, start
+    for _ in range(60):
+        far = near + direction * step
+        if np.sign(function(far)) != np.sign(function(near)):
+            return float(optimize.brentq(function, min(near, far), max(near, far), xtol=1e-6))
+        near, step = far, step * 2
+    return float(direction * np.inf)
+
+
+def compare_scores(candidate: np.ndarray, baseline: np.ndarray, policy: Policy) -> Interval:
+    """Interval of the candidate's relative gain from per-row scores of a metric that is a mean
+    over rows: (seeds, rows) arrays of each model on the same test rows."""
+    return gain_interval(measured_rows(candidate), measured_rows(baseline), policy.mode, policy.confidence, policy.min_relative_improvement)
+
+
+def sequential_looks(policy: Policy) -> list[tuple[int, float, bool]]:
+    """The rounds of ``--seeds auto``: (seeds per model, one-sided confidence, last?) for each look.
+
+    Looking after every round gives a no-better candidate several chances to pass, so the
+    error rate is spent over the looks: the power family alpha * (k / K)^2 of Kim and DeMets,
+    each look at the increment of that spending function. The increments sum to the policy's
+    error rate, so by the union bound the false-promotion rate over all looks stays within it;
+    early looks promote only a very clear gain and most of the rate is left for the last one.
+    """
+    last = max(policy.max_seeds or policy.min_seeds, policy.min_seeds)
+    counts = list(range(policy.min_seeds, last, policy.seed_step)) + [last]
+    alpha, looks = 1 - policy.confidence, len(counts)
+    spent = [alpha * (k / looks) ** 2 for k in range(looks + 1)]
+    return [(seeds, 1 - (spent[k + 1] - spent[k]), k == looks - 1) for k, seeds in enumerate(counts)]
+
+
+def should_stop(verdict: Verdict, policy: Policy) -> bool:
+    """After a look of ``--seeds auto``: stop once the verdict is clear. Promote is clear; so is
+    demote (worse than a baseline or the reference, diverged, too slow), and so is a gain whose
+    upper bound lies below the threshold, which more seeds would only confirm. Stopping early
+    for anything but promote cannot raise the false-promotion rate."""
+    if verdict.decision in ("promote", "demote"):
+        return True
+    return verdict.gain is not None and verdict.gain.high < policy.min_relative_improvement
 
 
 def decide(
@@ -124,9 +224,10 @@ def decide(
     finite = [b for b in baselines if np.isfinite(b.mean_test())]
     strongest = min(finite or baselines, key=lambda b: b.mean_test() * (1 if policy.mode == "min" else -1))
     gain = gains.get(strongest.name)
+    comparisons = compare_seeds(candidate, baselines, gains, policy)
     criteria = (
         *_stability(candidate, probe, policy),
-        *_accuracy(candidate, strongest, gain, policy),
+        *_accuracy(candidate, strongest, comparisons, policy),
         *_reference(reference_gain, policy),
         *_latency(candidate, policy),
         *_memory(candidate, strongest, policy),
@@ -138,7 +239,59 @@ def decide(
         decision = "promote"
     else:
         decision = "keep_experimental"
-    return Verdict(decision, criteria, strongest.name, gain, reference_gain)
+    return Verdict(decision, criteria, strongest.name, gain, reference_gain, comparisons)
+
+
+def compare_seeds(candidate: ModelEvidence, baselines: Sequence[ModelEvidence], gains: dict[str, Interval], policy: Policy) -> tuple[Comparison, ...]:
+    """The candidate against each baseline whose gain was measured, with Holm-adjusted p-values."""
+    measured = [b for b in baselines if b.name in gains]
+    adjusted = holm([gains[b.name].p_value for b in measured])
+    rng = np.random.default_rng(0)
+    return tuple(
+        Comparison(b.name, gains[b.name], p, improvement_probability(candidate.test, b.test, policy, rng), hedges_g(candidate.test, b.test, policy.mode))
+        for b, p in zip(measured, adjusted)
+    )  # fmt: skip
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error over the comparisons), in input order."""
+    order = np.argsort(p_values)
+    adjusted, running = np.empty(len(p_values)), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
+def improvement_probability(candidate: Sequence[float], baseline: Sequence[float], policy: Policy, rng: np.random.Generator) -> Interval:
+    """Share of (candidate seed, baseline seed) pairs where the candidate is better (ties count
+    half), with a percentile bootstrap over each model's seeds; ``high`` and ``low`` one-sided at
+    the policy's confidence."""
+    ours, theirs = np.asarray(candidate, float), np.asarray(baseline, float)
+    ours, theirs = ours[np.isfinite(ours)], theirs[np.isfinite(theirs)]
+    if not ours.size or not theirs.size:
+        return Interval(float("nan"), float("nan"), float("nan"))
+
+    def share(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # (..., n), (..., m) -> (...)
+        difference = (b[..., None, :] - a[..., :, None]) * (1 if policy.mode == "min" else -1)
+        return ((difference > 0) + 0.5 * (difference == 0)).mean(axis=(-2, -1))
+
+    replicates = policy.bootstrap_replicates
+    resampled = share(ours[rng.integers(0, ours.size, (replicates, ours.size))], theirs[rng.integers(0, theirs.size, (replicates, theirs.size))])
+    low, high = np.quantile(resampled, [1 - policy.confidence, policy.confidence])
+    return Interval(float(share(ours, theirs)), float(low), float(high))
+
+
+def hedges_g(candidate: Sequence[float], baseline: Sequence[float], mode: str) -> float:
+    """Standardised mean difference of per-seed metrics, small-sample corrected; positive: candidate better."""
+    ours, theirs = np.asarray(candidate, float), np.asarray(baseline, float)
+    n, m = ours.size, theirs.size
+    if n < 2 or m < 2:
+        return float("nan")
+    pooled = np.sqrt(((n - 1) * ours.var(ddof=1) + (m - 1) * theirs.var(ddof=1)) / (n + m - 2))
+    difference = (theirs.mean() - ours.mean()) * (1 if mode == "min" else -1)
+    correction = 1 - 3 / (4 * (n + m) - 9)
+    return float(difference / pooled * correction) if pooled > 0 else float(np.sign(difference) * np.inf)
 
 
 def _stability(candidate: ModelEvidence, probe: dict[int, bool], policy: Policy) -> tuple[Criterion, ...]:
@@ -161,15 +314,25 @@ def _stability(candidate: ModelEvidence, probe: dict[int, bool], policy: Policy)
     )
 
 
-def _accuracy(candidate: ModelEvidence, baseline: ModelEvidence, gain: Interval | None, policy: Policy) -> tuple[Criterion, ...]:
-    level = f"{policy.confidence:.0%}"
+def _accuracy(candidate: ModelEvidence, strongest: ModelEvidence, comparisons: Sequence[Comparison], policy: Policy) -> tuple[Criterion, ...]:
+    """Better than the strongest baseline on the point estimate, and clearly better than every
+    baseline on its lower bound (an intersection-union test: each at the policy's level, no
+    multiplicity correction needed for the claim "better than all of them")."""
+    level = f"{policy.confidence:.1%}" if policy.confidence > 0.95 else f"{policy.confidence:.0%}"
     threshold = policy.min_relative_improvement
-    point, low = (gain.point, gain.low) if gain else (float("nan"), float("nan"))
-    beaten = sum(relative_gain(value, baseline.mean_test(), policy.mode) > 0 for value in candidate.test)
+    against = {c.baseline: c.gain for c in comparisons}
+    point = against[strongest.name].point if strongest.name in against else float("nan")
+    lows = [c.gain.low for c in comparisons] or [float("nan")]
+    weakest = min(comparisons, key=lambda c: c.gain.low, default=None)
+    beaten = sum(relative_gain(value, strongest.mean_test(), policy.mode) > 0 for value in candidate.test)
     return (
-        Criterion("better than baseline", bool(point > 0), f"gain {point:+.1%} over {baseline.name}", "gain > 0", "demote"),
+        Criterion("better than baseline", bool(point > 0), f"gain {point:+.1%} over {strongest.name}", "gain > 0", "demote"),
         Criterion(
-            "clearly better", bool(low >= threshold), f"{level} lower bound {low:+.1%}", f">= {threshold:+.0%}", "keep_experimental"
+            "clearly better",
+            bool(min(lows) >= threshold),
+            f"{level} lower bound {min(lows):+.1%}" + (f" (vs {weakest.baseline})" if len(comparisons) > 1 and weakest else ""),
+            f">= {threshold:+.0%} vs every baseline",
+            "keep_experimental",
         ),
         Criterion(
             "enough seeds", candidate.seeds >= policy.min_seeds, f"{candidate.seeds} seeds", f">= {policy.min_seeds}", "keep_experimental"

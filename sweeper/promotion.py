@@ -16,7 +16,7 @@ import contextlib
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -29,7 +29,7 @@ from sweeper import report as reports
 from sweeper.cluster import start_ray
 from sweeper.interrupts import ctrl_c_deferred
 from sweeper.memory import peak_forward_memory_mb
-from sweeper.decision import Interval, ModelEvidence, Verdict, bootstrap_relative_gain, decide
+from sweeper.decision import Interval, Measured, ModelEvidence, Verdict, decide, gain_interval, measured_rows, sequential_looks, should_stop
 from sweeper.model_folder import PROGRAM, ExportedModel, instantiate, write_folder
 from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, TrialSummary, load_record, rank_trials, summarise_trials
 from sweeper.tracking import PROMOTION_ARTIFACTS, SweepTracker, check_reachable
@@ -49,6 +49,7 @@ from trainables.train_loop import (
 logger = logging.getLogger(__name__)
 
 CANDIDATE = "candidate"
+AUTO = "auto"
 REFERENCE = "reference"  # the family's non-learned reference, scored on the test split like a model
 LATENCY_REPEATS = 100
 
@@ -62,7 +63,7 @@ class PromoteOptions:
     sweep: str
     storage: str = DEFAULT_STORAGE
     tracking_uri: str | None = None  # default: where the sweep was tracked
-    seeds: int = 3
+    seeds: int | str = "auto"  # per model; "auto": rounds from the policy's min_seeds to max_seeds (decision.sequential_looks)
     epochs: int | None = None  # default: the sweep's
     cpus_per_trial: float | None = None  # default: the sweep's
     gpus_per_trial: float | None = None
@@ -86,6 +87,7 @@ class PromotionOutcome:
     seconds: float
     reference: dict[str, float]  # the non-learned reference's metrics on the test split ({}: none)
     slices: dict[str, dict[str, float]]  # slice -> model or REFERENCE -> metric on the slice's test rows
+    looks: list[tuple[int, float]]  # (seeds per model, one-sided confidence) of each look taken
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class _Plan:
     candidate: TrialSummary
     tracking_uri: str
     settings: TrainSettings
+    looks: list[tuple[int, float, bool]]  # (seeds per model, one-sided confidence, last?) per round
     cpus: float
     gpus: float
 
@@ -108,32 +111,26 @@ def promote(options: PromoteOptions) -> PromotionOutcome:
     record, family = plan.record, plan.family
     data = family.load_data(record.data_settings, Path(record.data_file) if record.data_file else None, record.seed)
     context = family.context(data.train)
+    reference_outputs = family.reference(data)(data.test) if family.reference else None
+    reference = family.evaluate(reference_outputs, data.test) if reference_outputs is not None else {}
     started_ray = start_ray(options.address)
     try:
-        runs, probe = _retrain(plan, data, context)
+        runs, judged = _judge_in_rounds(plan, data, context, reference_outputs)
     finally:
         if started_ray:
             ray.shutdown()
-    weights = {name: next((r.state for r in results if r.state is not None), None) for name, results in runs.items()}
-    latency = _latencies(plan, data, context, weights)
-    memory = _peak_memory(plan, context)
-    evidence = tuple(_evidence(plan, name, runs[name], latency.get(name, float("nan")), memory.get(name)) for name in plan.models)
-    reference_outputs = family.reference(data)(data.test) if family.reference else None
-    reference = family.evaluate(reference_outputs, data.test) if reference_outputs is not None else {}
-    gains = _gains(plan, runs, data, reference_outputs)
-    reference_gain = gains.pop(REFERENCE, None)
-    verdict = decide(evidence[0], evidence[1:], gains, probe, plan.policy, reference_gain)
+    evidence, verdict, weights = judged.evidence, judged.verdict, judged.weights
     slices = _slice_metrics(plan, runs, data.test, reference_outputs)
     tracker = SweepTracker(plan.tracking_uri, family.name)
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
-        _write_report(plan, verdict, evidence, runs, data, context, weights[CANDIDATE], reference, slices, folder / "report")
+        _write_report(plan, verdict, evidence, runs, data, context, weights[CANDIDATE], reference, slices, judged.looks, folder / "report")
         exported = _export_candidate(plan, context, weights[CANDIDATE], evidence[0], runs[CANDIDATE], folder / "model")
         run_id = tracker.start_promotion(record.name, record.parent_run_id, _params(plan))
         with _killed_on_interrupt(tracker, run_id):
             # Each write whole: a Ctrl-C takes effect between them, so the run can still be ended.
             with ctrl_c_deferred():
-                _log_results(tracker, run_id, plan, evidence, gains, verdict, reference, slices)
+                _log_results(tracker, run_id, plan, evidence, verdict, reference, slices, judged.looks)
             with ctrl_c_deferred():
                 tracker.client.log_artifacts(run_id, str(folder / "report"), PROMOTION_ARTIFACTS["report"])
             if exported is not None:
@@ -147,12 +144,13 @@ def promote(options: PromoteOptions) -> PromotionOutcome:
     return PromotionOutcome(
         record.name, family.name, plan.candidate.trial_id, dict(plan.models[CANDIDATE]), verdict, evidence,
         plan.policy.metric, run_id, family.name, version, alias, plan.tracking_uri, time.perf_counter() - started, reference, slices,
+        judged.looks,
     )  # fmt: skip
 
 
 def _plan(options: PromoteOptions) -> _Plan:
-    if options.seeds < 1:
-        raise ConfigError(f"--seeds must be at least 1, got {options.seeds} (a promote verdict needs at least 3)")
+    if options.seeds != AUTO and (not isinstance(options.seeds, int) or options.seeds < 1):
+        raise ConfigError(f"--seeds must be {AUTO} or a positive integer, got {options.seeds!r} (a promote verdict needs at least 3)")
     if options.epochs is not None and options.epochs < 1:
         raise ConfigError(f"--epochs must be positive, got {options.epochs}")
     record = load_record(options.sweep, options.storage)
@@ -172,9 +170,11 @@ def _plan(options: PromoteOptions) -> _Plan:
         raise NothingToPromoteError(f"sweep {record.name!r} has no finished trial (trial states: {', '.join(statuses)}); finish or resume it first")
     candidate = ranked[0]
     settings = TrainSettings(family=family.name, epochs=options.epochs or record.epochs, seed=record.seed)
+    policy = promotion.policy
+    looks = sequential_looks(policy) if options.seeds == AUTO else [(int(options.seeds), policy.confidence, True)]
     return _Plan(
-        options, record, family, promotion.policy, {CANDIDATE: dict(candidate.config), **promotion.baselines}, candidate,
-        tracking_uri, settings,
+        options, record, family, policy, {CANDIDATE: dict(candidate.config), **promotion.baselines}, candidate,
+        tracking_uri, settings, looks,
         cpus=options.cpus_per_trial or record.cpus_per_trial,
         gpus=options.gpus_per_trial if options.gpus_per_trial is not None else record.gpus_per_trial,
     )  # fmt: skip
@@ -193,21 +193,69 @@ def _probe_task(config, data, context, settings, batch_sizes, steps, cpus) -> di
     return stability_probe(config, data, context, settings, batch_sizes, steps)
 
 
-def _retrain(plan: _Plan, data: DataSplits, context: Mapping[str, Any]) -> tuple[dict[str, list[RetrainResult]], dict[int, bool]]:
-    """Every model on every seed, plus the candidate's stability probe, as parallel Ray tasks."""
+@dataclass(frozen=True)
+class _Judged:
+    """The verdict at one look, with what it was reached on."""
+
+    evidence: tuple[ModelEvidence, ...]  # the candidate first
+    verdict: Verdict
+    weights: dict[str, Any]  # each model's weights from its first finished run
+    looks: list[tuple[int, float]]  # (seeds per model, confidence) of each look so far
+
+
+def _judge_in_rounds(plan: _Plan, data: DataSplits, context: Mapping[str, Any],
+                     reference_outputs: list[np.ndarray] | None) -> tuple[dict[str, list[RetrainResult]], _Judged]:  # fmt: skip
+    """Retrain every model in rounds of seeds as parallel Ray tasks and judge after each round,
+    until the verdict is clear or the seeds run out (one round for a fixed --seeds)."""
     resources = {"num_cpus": plan.cpus, "num_gpus": plan.gpus}
     data_ref = ray.put(data)  # once, shared by every task on every node
-    retrain = ray.remote(**resources)(_retrain_task)
-    seeds = [plan.record.seed + 1000 + index for index in range(plan.options.seeds)]
-    futures = {
-        name: [retrain.remote(config, data_ref, context, plan.settings, seed, plan.cpus) for seed in seeds]
-        for name, config in plan.models.items()
-    }
     probe = ray.remote(**resources)(_probe_task).remote(
         plan.models[CANDIDATE], data_ref, context, plan.settings, plan.policy.probe_batch_sizes, plan.policy.probe_steps, plan.cpus
     )
-    logger.info("retraining %d models x %d seeds for %d epochs", len(futures), len(seeds), plan.settings.epochs)
-    return {name: ray.get(refs) for name, refs in futures.items()}, ray.get(probe)
+    runs: dict[str, list[RetrainResult]] = {name: [] for name in plan.models}
+    measured: dict[str, dict[str, float]] = {}
+    looks: list[tuple[int, float]] = []
+    for seeds, confidence, last in plan.looks:
+        _retrain_round(plan, data_ref, context, runs, seeds)
+        weights = {name: next((r.state for r in results if r.state is not None), None) for name, results in runs.items()}
+        if not measured:
+            measured = {"latency": _latencies(plan, data, context, weights), "memory": _peak_memory(plan, context)}
+        policy = replace(plan.policy, confidence=confidence)
+        evidence = tuple(_evidence(plan, name, runs[name], measured["latency"].get(name, float("nan")), measured["memory"].get(name))
+                         for name in plan.models)  # fmt: skip
+        gains = _gains(plan, policy, runs, data, reference_outputs)
+        reference_gain = gains.pop(REFERENCE, None)
+        verdict = decide(evidence[0], evidence[1:], gains, ray.get(probe), policy, reference_gain)
+        looks.append((seeds, confidence))
+        logger.info("look %d at %d seeds per model (one-sided confidence %.4g): %s", len(looks), seeds, confidence, verdict.decision)
+        if last or should_stop(verdict, policy):
+            return runs, _Judged(evidence, verdict, weights, looks)
+    raise AssertionError("the looks of a promotion always end with a last one")
+
+
+def _retrain_round(plan: _Plan, data_ref: ray.ObjectRef, context: Mapping[str, Any], runs: dict[str, list[RetrainResult]], seeds: int) -> None:
+    """Add runs until every model has ``seeds`` of them, logging each as it finishes with the time left.
+
+    Each model has seeds of its own, so two models with the same config are two independent
+    samples (an A/A comparison sees training noise, not the same run twice)."""
+    retrain = ray.remote(num_cpus=plan.cpus, num_gpus=plan.gpus)(_retrain_task)
+    pending = {
+        retrain.remote(config, data_ref, context, plan.settings, plan.record.seed + 1000 * (position + 1) + index, plan.cpus): name
+        for position, (name, config) in enumerate(plan.models.items())
+        for index in range(len(runs[name]), seeds)
+    }  # fmt: skip
+    total, start = len(pending), time.perf_counter()
+    logger.info("retraining %d models up to %d seeds each: %d runs of %d epochs", len(runs), seeds, total, plan.settings.epochs)
+    while pending:
+        (done,), _ = ray.wait(list(pending))
+        name, result = pending.pop(done), ray.get(done)
+        runs[name].append(result)
+        finished, elapsed = total - len(pending), time.perf_counter() - start
+        value = result.test.get(plan.policy.metric, float("nan"))
+        logger.info("  %d/%d %s seed %d: test %s %.4g; %.0f s so far, about %.0f s left",
+                    finished, total, name, result.seed, plan.policy.metric, value, elapsed, elapsed / finished * len(pending))  # fmt: skip
+    for results in runs.values():
+        results.sort(key=lambda result: result.seed)
 
 
 def _latencies(plan: _Plan, data: DataSplits, context, weights: Mapping[str, Any]) -> dict[str, float]:
@@ -243,22 +291,50 @@ def _evidence(plan: _Plan, name: str, results: Sequence[RetrainResult], latency_
     )
 
 
-def _gains(plan: _Plan, runs: Mapping[str, Sequence[RetrainResult]], data: DataSplits,
+def _gains(plan: _Plan, policy: Policy, runs: Mapping[str, Sequence[RetrainResult]], data: DataSplits,
            reference_outputs: list[np.ndarray] | None) -> dict[str, Interval]:  # fmt: skip
-    """Bootstrap interval of the candidate's gain over each baseline, and over the non-learned
-    reference (key REFERENCE; one deterministic "seed", so only its test rows are resampled)."""
-    policy = plan.policy
+    """Interval of the candidate's gain over each baseline, and over the non-learned reference
+    (key REFERENCE; deterministic, so it has no training noise and one "seed" says all)."""
     targets = {name: data.test[name] for name in plan.family.targets}
     finished = {name: [r.test_outputs for r in results if r.test_outputs] for name, results in runs.items()}
     if reference_outputs is not None:
         finished[REFERENCE] = [reference_outputs]
-    samples, score = _resampling(plan.family, policy.metric, finished, targets)
-    rows = len(next(iter(targets.values())))
+    measured = _measured(plan.family, policy, finished, targets, seed=plan.record.seed)
+    if CANDIDATE not in measured:
+        return {}
+    threshold = {REFERENCE: policy.min_gain_over_reference or 0.0}
     return {
-        name: bootstrap_relative_gain(samples[CANDIDATE], samples[name], score, rows, policy.mode, policy.confidence,
-                                      policy.bootstrap_replicates, seed=plan.record.seed)  # fmt: skip
-        for name in samples
-        if name != CANDIDATE and samples[name] and samples[CANDIDATE]
+        name: gain_interval(measured[CANDIDATE], model, policy.mode, policy.confidence, threshold.get(name, policy.min_relative_improvement))
+        for name, model in measured.items()
+        if name != CANDIDATE
+    }  # fmt: skip
+
+
+def _measured(family: Family, policy: Policy, outputs: Mapping[str, list], targets: Mapping[str, np.ndarray], seed: int) -> dict[str, Measured]:
+    """Each model's per-seed test metric and its row part, for the interval.
+
+    For a metric that is a mean over rows, each seed's rows are scored once and the row variance
+    is exact; otherwise the family's evaluate runs on bootstrap resamples of the rows (the same
+    resamples for every model, so the comparison stays paired)."""
+    outputs = {name: seeds for name, seeds in outputs.items() if seeds}
+    if family.row_scores is not None:
+        per_row = {name: [family.row_scores(o, targets).get(policy.metric) for o in seeds] for name, seeds in outputs.items()}
+        if all(values is not None for seeds in per_row.values() for values in seeds):
+            return {name: measured_rows(np.stack(values), deterministic=name == REFERENCE) for name, values in per_row.items()}
+    rows = len(next(iter(targets.values())))
+    resamples = np.random.default_rng(seed).integers(0, rows, (policy.bootstrap_replicates, rows))
+
+    def metric(seed_outputs: Sequence[np.ndarray], index: np.ndarray) -> float:
+        return family.evaluate([o[index] for o in seed_outputs], {k: v[index] for k, v in targets.items()})[policy.metric]
+
+    everything = np.arange(rows)
+    return {
+        name: Measured(
+            np.array([metric(o, everything) for o in seeds]),
+            np.array([np.mean([metric(o, index) for o in seeds]) for index in resamples]),
+            deterministic=name == REFERENCE,
+        )
+        for name, seeds in outputs.items()
     }
 
 
@@ -281,27 +357,10 @@ def _slice_metrics(plan: _Plan, runs: Mapping[str, Sequence[RetrainResult]], tes
     return table
 
 
-def _resampling(family: Family, metric: str, outputs: Mapping[str, list], targets: Mapping[str, np.ndarray]) -> tuple[dict, Any]:
-    """Per model and seed, what the bootstrap resamples, and how a resample of rows is scored.
-
-    For a metric that is a mean over rows, each seed's rows are scored once and a resample is
-    only an average; otherwise the family's evaluate runs on every resample.
-    """
-    if family.row_scores is not None:
-        per_row = {name: [family.row_scores(o, targets).get(metric) for o in seeds] for name, seeds in outputs.items()}
-        if all(values is not None for seeds in per_row.values() for values in seeds):
-            return per_row, lambda values, rows: float(values[rows].mean())
-
-    def evaluate(seed_outputs: Sequence[np.ndarray], rows: np.ndarray) -> float:
-        return family.evaluate([o[rows] for o in seed_outputs], {k: v[rows] for k, v in targets.items()})[metric]
-
-    return dict(outputs), evaluate
-
-
 # ---------------------------------------------------------------- report and MLflow
 
 
-def _write_report(plan, verdict, evidence, runs, data, context, candidate_weights, reference, slices, directory: Path) -> None:
+def _write_report(plan, verdict, evidence, runs, data, context, candidate_weights, reference, slices, looks, directory: Path) -> None:
     family, metric = plan.family, plan.policy.metric
     directory.mkdir(parents=True)
     figures = {
@@ -318,23 +377,25 @@ def _write_report(plan, verdict, evidence, runs, data, context, candidate_weight
         figures.update(reports.attention_plots(model, [torch.from_numpy(data.test[name][:3]) for name in family.inputs]))
     names = reports.save_figures(figures, directory)
     params = {name: sum(p.numel() for p in build_model(family, config, context).parameters()) for name, config in plan.models.items()}
-    blocks = _report_blocks(plan, verdict, evidence, reference, slices, params, names)
+    blocks = _report_blocks(plan, verdict, evidence, reference, slices, looks, params, names)
     title = f"Promotion of sweep {plan.record.name} ({family.name}): {verdict.decision}"
     (directory / "report.md").write_text(reports.render_markdown(title, blocks))
     (directory / "report.html").write_text(reports.render_html(title, blocks))
 
 
-def _report_blocks(plan, verdict, evidence, reference, slices, params, figures) -> list[reports.Block]:
-    metric, gain = plan.policy.metric, verdict.gain
-    gain_text = f"{gain.point:+.1%} (one-sided {plan.policy.confidence:.0%} bound {gain.low:+.1%}, upper {gain.high:+.1%})" if gain else "not measurable"
+def _report_blocks(plan, verdict, evidence, reference, slices, looks, params, figures) -> list[reports.Block]:
+    metric, gain, (seeds, confidence) = plan.policy.metric, verdict.gain, looks[-1]
+    gain_text = f"{gain.point:+.1%} (one-sided {confidence:.2%} bound {gain.low:+.1%}, upper {gain.high:+.1%})" if gain else "not measurable"
     blocks: list[reports.Block] = [
         ("text", f"Verdict: {verdict.decision}. Candidate: trial {plan.candidate.trial_id} ({plan.models[CANDIDATE]['architecture']}), "
-                 f"judged against {verdict.baseline} on the test split over {plan.options.seeds} seeds of {plan.settings.epochs} epochs. "
+                 f"judged against {verdict.baseline} on the test split over {seeds} seeds per model of {plan.settings.epochs} epochs. "
                  f"Relative gain in {metric}: {gain_text}."),
+        ("text", _seeds_text(plan, looks, verdict)),
         ("heading", "Criteria"),
         ("table", reports.criteria_table(verdict)),
         ("heading", "Models"),
         ("table", reports.models_table(evidence, metric, params)),
+        ("table", reports.comparisons_table(verdict)),
         ("text", "Candidate config: " + ", ".join(f"{k}={v}" for k, v in plan.models[CANDIDATE].items())),
     ]  # fmt: skip
     if reference:
@@ -346,12 +407,26 @@ def _report_blocks(plan, verdict, evidence, reference, slices, params, figures) 
         models = list(next(iter(slices.values())))
         rows = [(name, *(f"{values.get(model, float('nan')):.4g}" for model in models)) for name, values in slices.items()]
         blocks += [("heading", f"Test {metric} by slice (mean over seeds)"), ("table", reports.Table(("slice", *models), rows))]
-    blocks.append(("text", "Method: the gain interval is a two-level percentile bootstrap (training seeds resampled per model, "
-                           f"test rows resampled jointly) with {plan.policy.bootstrap_replicates} replicates; each run is tested at "
-                           "its best validation epoch; latency is the p95 of batch-1 forward passes in one process."))  # fmt: skip
+    blocks.append(("text", "Method: the gain interval is Fieller's for the ratio of the mean test metrics, with Student's t on "
+                           "Welch-Satterthwaite degrees of freedom; its variance adds each model's seed-to-seed variance (training "
+                           "noise) and the paired variance of resampling the test rows (exact for metrics that are means over rows, "
+                           f"else from {plan.policy.bootstrap_replicates} bootstrap resamples). Calibrated on synthetic problems of known "
+                           "gain (sweeper/calibration.py; BENCHMARKS.md). Each run is tested at its best validation epoch; latency is "
+                           "the p95 of batch-1 forward passes in one process."))  # fmt: skip
     blocks.append(("heading", "Plots"))
     blocks += [("figure", name) for name in figures]
     return blocks
+
+
+def _seeds_text(plan: _Plan, looks: list[tuple[int, float]], verdict: Verdict) -> str:
+    """How many seeds were used and why it stopped there."""
+    if plan.options.seeds != AUTO:
+        return f"Seeds: {looks[-1][0]} per model, as asked (--seeds {plan.options.seeds}), at one-sided confidence {looks[-1][1]:.2%}."
+    taken = ", ".join(f"{seeds} seeds at {confidence:.2%}" for seeds, confidence in looks)
+    planned = len(plan.looks)
+    why = "the verdict was clear" if len(looks) < planned else f"the last planned look (max_seeds {looks[-1][0]})"
+    return (f"Seeds: --seeds auto looked {len(looks)} of {planned} planned times ({taken}) and stopped at {looks[-1][0]} seeds "
+            f"per model because {why}: {verdict.decision}. The error rate is spent over the looks (decision.sequential_looks).")  # fmt: skip
 
 
 def _export_candidate(plan, context, weights, evidence: ModelEvidence, results, directory: Path) -> Path | None:
@@ -378,7 +453,7 @@ def _params(plan: _Plan) -> dict[str, Any]:
     }
 
 
-def _log_results(tracker, run_id, plan, evidence, gains, verdict, reference, slices) -> None:
+def _log_results(tracker, run_id, plan, evidence, verdict, reference, slices, looks) -> None:
     metric = plan.policy.metric
     for model in evidence:
         for index, (test, validation) in enumerate(zip(model.test, model.validation)):
@@ -389,8 +464,15 @@ def _log_results(tracker, run_id, plan, evidence, gains, verdict, reference, sli
             f"{model.name}_latency_ms_p95": model.latency_p95_ms,
             f"{model.name}_diverged_seeds": model.diverged_seeds,
         }, step=0)  # fmt: skip
-    for name, gain in gains.items():
-        tracker.log_metrics(run_id, {f"gain_vs_{name}": gain.point, f"gain_vs_{name}_low": gain.low, f"gain_vs_{name}_high": gain.high}, step=0)
+    for comparison in verdict.comparisons:
+        name, gain, probability = comparison.baseline, comparison.gain, comparison.improvement_probability
+        tracker.log_metrics(run_id, {
+            f"gain_vs_{name}": gain.point, f"gain_vs_{name}_low": gain.low, f"gain_vs_{name}_high": gain.high,
+            f"gain_vs_{name}_p_value": gain.p_value, f"gain_vs_{name}_holm_p": comparison.holm_p,
+            f"improvement_probability_vs_{name}": probability.point, f"improvement_probability_vs_{name}_low": probability.low,
+            f"effect_size_vs_{name}": comparison.effect_size,
+        }, step=0)  # fmt: skip
+    tracker.log_metrics(run_id, {"seeds_per_model": looks[-1][0], "looks": len(looks), "confidence": looks[-1][1]}, step=0)
     tracker.log_metrics(run_id, {f"reference_test_{k}": v for k, v in reference.items()}, step=0)
     if verdict.reference_gain is not None:
         gain = verdict.reference_gain

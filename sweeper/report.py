@@ -85,6 +85,24 @@ def models_table(evidence: Sequence[ModelEvidence], metric: str, params: Mapping
     return Table(header, rows)
 
 
+def comparisons_table(verdict: Verdict) -> Table:
+    """The candidate against each baseline: the numbers a reader of a benchmark claim asks for."""
+    rows = [
+        (
+            c.baseline,
+            f"{c.gain.point:+.1%} [{c.gain.low:+.1%}, {c.gain.high:+.1%}]",
+            f"{c.gain.p_value:.3g}",
+            f"{c.holm_p:.3g}",
+            f"{c.improvement_probability.point:.2f} [{c.improvement_probability.low:.2f}, {c.improvement_probability.high:.2f}]",
+            f"{c.effect_size:+.2f}",
+        )
+        for c in verdict.comparisons
+    ]
+    header = ("against", "relative gain [bounds]", "p (gain <= threshold)", "Holm-adjusted p",
+              "P(candidate seed beats baseline seed) [bounds]", "effect size (Hedges' g)")  # fmt: skip
+    return Table(header, rows)
+
+
 # ---------------------------------------------------------------- plots
 
 

@@ -27,6 +27,7 @@ RESULT_KEYS = {
     "attention": {"memory_cap_mb", "memory", "timing", "crossover", "performer_error"},
     "latency": {"cases"},
     "learning": {"localization"},
+    "calibration": {"policy", "table"},
 }
 
 

@@ -7,7 +7,18 @@ import numpy as np
 import pytest
 
 from search_spaces.promotion import Policy
-from sweeper.decision import Interval, ModelEvidence, bootstrap_relative_gain, decide, relative_gain
+from sweeper.decision import (
+    Interval,
+    Measured,
+    ModelEvidence,
+    decide,
+    gain_interval,
+    hedges_g,
+    holm,
+    improvement_probability,
+    measured_rows,
+    relative_gain,
+)
 
 POLICY = Policy(metric="mean_error_m", mode="min", min_relative_improvement=0.20, latency_budget_ms=70, latency_limit_ms=100)
 PROBE = {1: True, 2: True, 512: True}
@@ -104,38 +115,76 @@ def test_higher_is_better_metrics():
     assert decide(better, [baseline], {"b": Interval(0.22, 0.2, 0.25)}, PROBE, policy).decision == "promote"
 
 
-# ---------------------------------------------------------------- bootstrap
+# ---------------------------------------------------------------- the interval
 
 
-def mean_error(errors: np.ndarray, rows: np.ndarray) -> float:
-    return float(errors[rows].mean())
+def interval(candidate, baseline, threshold=0.0, **kwargs):
+    return gain_interval(measured_rows(np.asarray(candidate)), measured_rows(np.asarray(baseline), **kwargs), "min", 0.95, threshold)
 
 
-def test_bootstrap_of_identical_models_straddles_zero():
+def test_identical_models_straddle_zero():
     rng = np.random.default_rng(0)
-    seeds = [rng.exponential(100, 500) for _ in range(3)]
-    interval = bootstrap_relative_gain(seeds, seeds, mean_error, 500, "min", 0.95, 500)
-    assert interval.point == 0 and interval.low < 0 < interval.high
+    seeds = rng.exponential(100, (3, 500)) * rng.lognormal(0, 0.05, (3, 1))
+    result = interval(seeds, seeds)
+    assert result.point == 0 and result.low < 0 < result.high and result.p_value == pytest.approx(0.5)
 
 
-def test_bootstrap_finds_a_clear_improvement_and_is_seeded():
+def test_a_clear_improvement_is_found():
     rng = np.random.default_rng(1)
-    errors = rng.exponential(100, (3, 400))
-    better = [e * 0.6 for e in errors]  # 40% lower error on every row
-    interval = bootstrap_relative_gain(better, list(errors), mean_error, 400, "min", 0.95, 500)
-    assert interval.point == pytest.approx(0.4) and 0.3 < interval.low <= 0.4 <= interval.high
-    again = bootstrap_relative_gain(better, list(errors), mean_error, 400, "min", 0.95, 500)
-    assert again == interval
+    errors = rng.exponential(100, (3, 400)) * rng.lognormal(0, 0.03, (3, 1))
+    result = interval(errors * 0.6, errors)  # 40% lower error on every row
+    assert result.point == pytest.approx(0.4) and 0.3 < result.low <= 0.4 <= result.high < 0.5
+    assert result.p_value < 1e-3
 
 
 def test_seed_noise_widens_the_interval():
     rng = np.random.default_rng(2)
     rows = rng.exponential(100, 400)
-    steady = [rows * 0.8 for _ in range(3)]
-    noisy = [rows * factor for factor in (0.5, 0.8, 1.1)]  # same mean gain, noisy training
-    narrow = bootstrap_relative_gain(steady, [rows] * 3, mean_error, 400, "min", 0.95, 500)
-    wide = bootstrap_relative_gain(noisy, [rows] * 3, mean_error, 400, "min", 0.95, 500)
-    assert wide.high - wide.low > 2 * (narrow.high - narrow.low)
+    baseline = np.stack([rows * f for f in (0.99, 1.0, 1.01)])
+    steady = np.stack([rows * f for f in (0.79, 0.8, 0.81)])
+    noisy = np.stack([rows * f for f in (0.5, 0.8, 1.1)])  # same mean gain, noisy training
+    narrow, wide = interval(steady, baseline), interval(noisy, baseline)
+    assert wide.high - wide.low > 5 * (narrow.high - narrow.low)
+
+
+def test_one_seed_has_no_interval_unless_deterministic():
+    rng = np.random.default_rng(3)
+    errors = rng.exponential(100, (3, 300))
+    assert np.isnan(interval(errors[:1] * 0.5, errors).low)
+    reference = interval(errors * 0.5, errors[:1], deterministic=True)  # a non-learned reference: no training noise
+    assert 0.3 < reference.low < 0.5 < reference.high
+
+
+def test_the_lower_bound_and_the_p_value_agree():
+    rng = np.random.default_rng(4)
+    for gain in (0.05, 0.1, 0.15):
+        errors = rng.exponential(100, (3, 300)) * rng.lognormal(0, 0.05, (3, 1))
+        result = interval(errors * (1 - gain) * rng.lognormal(0, 0.05, (3, 1)), errors, threshold=0.1)
+        assert (result.low >= 0.1) == (result.p_value <= 0.05)
+
+
+def test_resampled_rows_give_the_interval_of_exact_row_variances():
+    rng = np.random.default_rng(5)
+    baseline = rng.exponential(100, (3, 400)) * rng.lognormal(0, 0.05, (3, 1))
+    candidate = baseline * 0.8 * rng.lognormal(0, 0.05, (3, 1))
+    exact = interval(candidate, baseline)
+    resamples = rng.integers(0, 400, (4000, 400))
+    by_bootstrap = [Measured(m.mean(axis=1), m.mean(axis=0)[resamples].mean(axis=1)) for m in (candidate, baseline)]
+    approximate = gain_interval(*by_bootstrap, "min", 0.95, 0.0)
+    assert approximate.low == pytest.approx(exact.low, abs=0.01) and approximate.high == pytest.approx(exact.high, abs=0.01)
+
+
+def test_holm_adjusts_in_step_down_order():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_improvement_probability_and_effect_size():
+    rng = np.random.default_rng(6)
+    better = improvement_probability((70.0, 72.0, 68.0), (100.0, 104.0, 96.0), POLICY, rng)
+    assert better.point == 1.0 and better.low == 1.0
+    mixed = improvement_probability((99.0, 101.0), (100.0, 100.0), POLICY, rng)
+    assert mixed.point == 0.5 and mixed.low < 0.5 < mixed.high
+    assert hedges_g((70.0, 72.0, 68.0), (100.0, 104.0, 96.0), "min") > 5 > 0 > hedges_g((100.0, 104.0, 96.0), (70.0, 72.0, 68.0), "min")
 
 
 def test_peak_memory_must_be_lower_when_the_policy_asks():
