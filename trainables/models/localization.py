@@ -59,6 +59,12 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
+def register_statistics(module: nn.Module, context: Mapping[str, Any]) -> None:
+    """The training split's normalisation statistics as buffers, saved with the weights."""
+    for name in ("feature_mean", "feature_std", "position_center", "position_scale"):
+        module.register_buffer(name, torch.tensor(context[name], dtype=torch.float32))
+
+
 # ---------------------------------------------------------------- per-receiver encoder
 
 
@@ -230,10 +236,7 @@ class GeometryEncoder(nn.Module):
 class HeimdallNet(nn.Module):
     def __init__(self, context: Mapping[str, Any], aggregator: nn.Module, dropout: float) -> None:
         super().__init__()
-        self.register_buffer("feature_mean", torch.tensor(context["feature_mean"], dtype=torch.float32))
-        self.register_buffer("feature_std", torch.tensor(context["feature_std"], dtype=torch.float32))
-        self.register_buffer("position_center", torch.tensor(context["position_center"], dtype=torch.float32))
-        self.register_buffer("position_scale", torch.tensor(float(context["position_scale"])))
+        register_statistics(self, context)
         self.encoder = ReceiverEncoder(context["max_receivers"], len(context["feature_mean"]))
         self.aggregator = aggregator
         self.geometry = GeometryEncoder(HIDDEN, dropout)
@@ -319,10 +322,7 @@ class MultilaterationTransformer(nn.Module):
 
     def __init__(self, context: Mapping[str, Any], attention: list[nn.Module], width: int, dropout: float) -> None:
         super().__init__()
-        self.register_buffer("feature_mean", torch.tensor(context["feature_mean"], dtype=torch.float32))
-        self.register_buffer("feature_std", torch.tensor(context["feature_std"], dtype=torch.float32))
-        self.register_buffer("position_center", torch.tensor(context["position_center"], dtype=torch.float32))
-        self.register_buffer("position_scale", torch.tensor(float(context["position_scale"])))
+        register_statistics(self, context)
         self.propagation = {name: float(value) for name, value in context["propagation"].items()}
         self.columns = [context["feature_names"].index(name) for name in ("toa_us", "rssi_dbm", "correlation")]
         self.embed = nn.Sequential(nn.Linear(TOKEN_INPUTS + GLOBAL_INPUTS, width), nn.GELU(), nn.Linear(width, width))
