@@ -23,19 +23,24 @@ HeimdallNetPro puts a Performer self-attention block (pre-norm, residual, post-n
 pooling; with ``pooling_fallback=False`` the pooling is a plain masked mean (attention-only ablation).
 
 Why they lose to least squares, measured on the quick data (560 training captures, 6 epochs,
-seed 1000; test error by active receivers 1-2 / 3-5 / 6-10): HeimdallNet 585 / 315 / 193 m,
+the family's loss, 3 seeds; test error by active receivers 1-2 / 3-5 / 6-10): HeimdallNet 579 / 371 / 213 m,
 least squares 1,220 / 107 / 12 m. It learns where a transmitter heard by one receiver tends to
-be (0.48x least squares there) but not multilateration: with 6 or more receivers it is 16x
-worse. Neither the loss (Euclidean instead of Gaussian NLL: 344 m overall against 307 m) nor
-five times the data (4,000 captures, 12 epochs: see MultilaterationTransformer) closes that.
+be (0.47x least squares there) but not multilateration: with 6 or more receivers it is 18x
+worse. The loss is not why (Gaussian NLL 307 m overall, Euclidean 344 m, one seed). Data helps
+but slowly: on 4,000 captures (2,800 for training, 12 epochs, NLL) it reached 441 / 175 / 108 m
+against least squares' 950 / 81 / 14 m, 0.86x overall, still 7.8x worse with 6-10 receivers.
 Least squares reaches ~12 m from arrival times a sample of 60 m apart by intersecting
 hyperbolas; a network that pools per-receiver encodings has to learn that geometry from data.
 
 MultilaterationTransformer therefore does not learn it: it runs the least-squares solver in its
 forward pass and learns only the correction, where the physics model is weak (one or two
-receivers, shadowed RSSI ranges, noise peaks). On the quick data it reached 0.74x least squares
-after 6 epochs, on 4,000 captures after 20 epochs 0.58x (1-2 receivers 0.54x, 3-5 0.80x, 6-10
-0.77x); the same network trained on the Gaussian NLL stayed at 0.97x (see the family).
+receivers, shadowed RSSI ranges, noise peaks). Test error over 3 seeds with the quick sweep's
+best configuration: on the quick data (6 epochs) 221 +- 6 m, 0.79x least squares; on 4,000
+captures (15 epochs) 134 +- 3 m, 0.58x (1-2 / 3-5 / 6-10 receivers: 0.54x / 0.80x / 0.76x).
+The same network trained on the Gaussian NLL stayed at 0.97x (see the family). Scaling the
+correction by the fixed position scale instead of the least-squares sigma gave 135 m against
+138 m (one seed, 6-10 receivers 10 m against 11 m), within the seeds' spread: no measured
+difference either way.
 """
 from __future__ import annotations
 
@@ -298,7 +303,9 @@ class SetTransformerBlock(nn.Module):
         super().__init__()
         self.attention_norm, self.mlp_norm = nn.LayerNorm(width), nn.LayerNorm(width)
         self.attention = attention
-        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * width, width))
+        self.mlp = nn.Sequential(
+            nn.Linear(width, 2 * width), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * width, width)
+        )
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -346,9 +353,8 @@ class MultilaterationTransformer(nn.Module):
         scale = self.position_scale
         estimate = fit.xy.float()  # (B, 2)
         sigma = fit.xy_sigma.float().clamp(min=1.0, max=float(scale))  # (B, 2)
-        capture = torch.cat(
-            [(estimate - self.position_center[:2]) / scale, torch.log(sigma / scale), mask.float().mean(1, keepdim=True)], dim=-1
-        )
+        active = mask.float().mean(1, keepdim=True)  # (B, 1)
+        capture = torch.cat([(estimate - self.position_center[:2]) / scale, torch.log(sigma / scale), active], dim=-1)
         fit_terms = torch.stack(
             [
                 torch.asinh(fit.toa_residual_m / 15.0),  # in units of the solver's arrival-time sigma
