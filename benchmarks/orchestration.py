@@ -31,7 +31,8 @@ from benchmarks.workload import Work, run_trial, tune_trial
 from search_spaces import SearchSpace, parse_search_space
 from sweeper.cluster import concurrent_slots, start_ray
 from sweeper.journal import open_sweep_log
-from sweeper.launch import build_tuner, tpe_sampler
+from sweeper.launch import build_tuner
+from sweeper.strategies import Budget, tpe
 from sweeper.sweeps import journal_dir
 from sweeper.tracking import SWEEP_KEY, TrialLogger, default_tracking_uri
 
@@ -131,7 +132,7 @@ def sequential_study(space: SearchSpace, work: Work, trials: int) -> dict[str, A
         run_trial(config, work, report)
         return losses[-1]
 
-    study = optuna.create_study(direction="minimize", sampler=tpe_sampler(0))
+    study = optuna.create_study(direction="minimize", sampler=tpe(Budget(trials=trials, epochs=work.epochs, seed=0)))
     with torch_threads(1):
         wall_s = seconds(lambda: study.optimize(objective, n_trials=trials))
     logger.info("sequential Optuna study of %d trials: %.1f s", trials, wall_s)
@@ -168,7 +169,8 @@ def full_stack_tuner(
     """The Tuner sweeper launch builds (``build_tuner``) with the benchmark's trainable and FIFO scheduling."""
     trainable = tune.with_resources(tune.with_parameters(tune_trial, work=work), {"cpu": 1.0, "gpu": 0.0})
     callback = TrialLogger(tracking_uri, FAMILY, name, journal_dir(str(storage), name), work.epochs)
-    return build_tuner(trainable, space, METRIC, MODE, trials=trials, seed=0, scheduler=FIFOScheduler(), max_concurrent=slots,
+    sampler = tpe(Budget(trials, work.epochs, seed=0))
+    return build_tuner(trainable, space, METRIC, MODE, trials=trials, sampler=sampler, scheduler=FIFOScheduler(), max_concurrent=slots,
                        max_failures=2, storage=str(storage), name=name, callbacks=[callback])  # fmt: skip
 
 

@@ -22,6 +22,10 @@ from trainables.families import family_names
 logger = logging.getLogger("sweeper")
 
 INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command ended by Ctrl-C
+# The registries' names, written out so that `sweeper --help` need not import Optuna and Ray
+# (tests/sweeper/test_strategies.py checks them against sweeper.strategies).
+SAMPLER_NAMES = "tpe, random, gp, qmc"
+SCHEDULER_NAMES = "asha, hyperband, median, fifo"
 FAIL_ON = ("demote", "keep_experimental")  # verdicts from worst up: --fail-on X fails on X and everything below it
 
 
@@ -43,7 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--address", help="address of a running Ray cluster (default: start Ray locally)")
     launch.add_argument("--data", type=Path, help="your own Parquet file in the family's schema")
     launch.add_argument("--search-space", type=Path, help="your own search-space YAML (default: the family's)")
-    launch.add_argument("--scheduler", default="asha", help="asha (early stopping, default) or fifo")
+    strategies = launch.add_argument_group("search strategy (sweeper/strategies.py)")
+    strategies.add_argument("--sampler", default="tpe", help=f"which configs to try: {SAMPLER_NAMES} (default tpe)")
+    strategies.add_argument("--scheduler", default="asha", help=f"which trials to stop early: {SCHEDULER_NAMES} (default asha)")
+    strategies.add_argument("--startup", type=int, help="tpe, gp: random trials before modelling (default: a quarter of the trials, 3 to 10)")
+    strategies.add_argument("--grace-period", type=int, help="asha, median: epochs before a trial may be stopped (default: a third of the epochs)")
+    strategies.add_argument("--reduction-factor", type=float, help="asha, hyperband: keep 1 / this at each rung (default 3)")
+    strategies.add_argument("--brackets", type=int, help="asha, hyperband: brackets of different aggressiveness (default 1 and 3)")
     launch.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose process or node dies, from its last checkpoint (default 2)")
     launch.add_argument("--memory-budget-gb", type=float, help="largest --data a node may hold in memory (default: its Ray object store, 30%% of its memory)")
 

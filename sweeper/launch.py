@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,13 +18,15 @@ import pyarrow.parquet
 import ray
 from ray import tune
 from ray.tune import ExperimentAnalysis
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
 from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, physical_memory, start_ray
+from sweeper import strategies
 from sweeper.decision import relative_gain
+from sweeper.strategies import SAMPLERS, SCHEDULERS, Budget
 from sweeper.summary import write_summary
 from sweeper.sweeps import (
     DEFAULT_STORAGE,
@@ -47,7 +48,6 @@ from trainables.train_loop import TrainSettings, tune_trainable
 
 logger = logging.getLogger(__name__)
 
-SCHEDULERS = ("asha", "fifo")
 VALUE_BYTES = {"BOOLEAN": 1, "INT32": 4, "FLOAT": 4, "INT64": 8, "DOUBLE": 8, "INT96": 12}  # Parquet physical types
 OBJECT_STORE_FRACTION = 0.3  # Ray's default object store size, of a node's memory
 
@@ -80,7 +80,12 @@ class LaunchOptions:
     address: str | None = None  # an existing Ray cluster; default: start Ray locally
     data: Path | None = None  # the user's Parquet file instead of the family's generator
     search_space: Path | None = None  # the user's YAML instead of the family's
-    scheduler: str = "asha"
+    scheduler: str = "asha"  # sweeper/strategies.py: asha, hyperband, median, fifo
+    sampler: str = "tpe"  # sweeper/strategies.py: tpe, random, gp, qmc
+    grace_period: int | None = None  # scheduler settings; None: the strategy's default
+    reduction_factor: float | None = None
+    brackets: int | None = None
+    startup: int | None = None  # sampler setting: random trials before modelling
     max_failures: int = 2  # retries of a trial whose process or node died, from its last checkpoint
     memory_budget_gb: float | None = None  # for --data; default: the object store of the nodes
 
@@ -98,6 +103,8 @@ class SweepPlan:
     epochs: int
     storage: str
     tracking_uri: str
+    sampler: optuna.samplers.BaseSampler
+    scheduler: TrialScheduler
 
 
 @dataclass(frozen=True)
@@ -136,8 +143,9 @@ def plan_sweep(options: LaunchOptions) -> SweepPlan:
         raise ConfigError(f"--max-failures must be >= 0 (-1 is not supported: a broken trial would retry forever), got {options.max_failures}")
     if options.gpus_per_trial < 0:
         raise ConfigError(f"--gpus-per-trial must be >= 0, got {options.gpus_per_trial}")
-    if options.scheduler not in SCHEDULERS:
-        raise ConfigError(f"unknown scheduler {options.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    _check_positive(grace_period=options.grace_period, brackets=options.brackets, startup=options.startup)
+    if options.reduction_factor is not None and options.reduction_factor <= 1:
+        raise ConfigError(f"--reduction-factor must be greater than 1, got {options.reduction_factor}")
     _check_positive(memory_budget_gb=options.memory_budget_gb)
     if options.address is None:
         check_fits(options.cpus_per_trial, options.gpus_per_trial, [local_resources()])
@@ -149,13 +157,23 @@ def plan_sweep(options: LaunchOptions) -> SweepPlan:
         raise ConfigError(f"a sweep named {name!r} already exists in {storage}; pass another --name")
     tracking_uri = options.tracking_uri or default_tracking_uri()
     check_reachable(tracking_uri)
+    trials, epochs = options.trials or preset.trials, options.epochs or preset.epochs
+    budget = Budget(trials, epochs, options.seed)
+    scheduler = strategies.create(SCHEDULERS, options.scheduler, budget, _settings(options, "grace_period", "reduction_factor", "brackets"))
+    sampler = strategies.create(SAMPLERS, options.sampler, budget, _settings(options, "startup"))
     return SweepPlan(
         options, family, preset, space, name,
-        trials=options.trials or preset.trials,
-        epochs=options.epochs or preset.epochs,
+        trials=trials,
+        epochs=epochs,
         storage=storage,
         tracking_uri=tracking_uri,
+        sampler=sampler,
+        scheduler=scheduler,
     )  # fmt: skip
+
+
+def _settings(options: LaunchOptions, *names: str) -> dict[str, Any]:
+    return {name: getattr(options, name) for name in names}
 
 
 def launch(options: LaunchOptions) -> SweepSummary:
@@ -259,34 +277,20 @@ def trainable(record: SweepRecord, family: Family, data: DataSplits) -> Any:
 
 def _tuner(plan: SweepPlan, data: DataSplits, record: SweepRecord) -> tune.Tuner:
     family, options = plan.family, plan.options
-    scheduler = (
-        ASHAScheduler(max_t=plan.epochs, grace_period=max(1, plan.epochs // 3), reduction_factor=3)
-        if options.scheduler == "asha"
-        else FIFOScheduler()
-    )
     return build_tuner(
         trainable(record, family, data),
         plan.space,
         family.validation_metric,
         family.mode,
         trials=plan.trials,
-        seed=options.seed,
-        scheduler=scheduler,
+        sampler=plan.sampler,
+        scheduler=plan.scheduler,
         max_concurrent=_max_concurrent(options),
         max_failures=options.max_failures,
         storage=plan.storage,
         name=plan.name,
         callbacks=[TrialLogger(record.tracking_uri, record.family, record.name, record.journal_dir, record.epochs)],
     )
-
-
-def tpe_sampler(seed: int) -> optuna.samplers.TPESampler:
-    """Optuna's 10 random start-up trials cover the architecture choice before TPE exploits (a sweep
-    of fewer trials is a seeded random search); multivariate TPE with groups models the conditional
-    parameters of each architecture together."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True, group=True)
 
 
 def build_tuner(
@@ -296,8 +300,8 @@ def build_tuner(
     mode: str,
     *,
     trials: int,
-    seed: int,
-    scheduler: Any,
+    sampler: optuna.samplers.BaseSampler,
+    scheduler: TrialScheduler,
     max_concurrent: int,
     max_failures: int,
     storage: str,
@@ -306,7 +310,7 @@ def build_tuner(
 ) -> tune.Tuner:
     """The sweep's Tuner around any function trainable that reports ``metric`` and checkpoints."""
     # A define-by-run searcher ignores TuneConfig's metric and mode: it needs its own.
-    optuna_search = OptunaSearch(space=space, metric=metric, mode=mode, sampler=tpe_sampler(seed))
+    optuna_search = OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler)
     # With num_to_keep, Ray saves the experiment state whenever a trial has checkpointed that many
     # times since the last save, so the state never names a deleted checkpoint; short epochs make
     # that frequent. Fresh state is what `sweeper resume` restores from: keep it, skip the warning.

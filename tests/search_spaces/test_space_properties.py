@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import TYPES, SearchSpace, SearchSpaceError, family_search_space_path, load_search_space
-from sweeper.launch import tpe_sampler
+from sweeper.strategies import Budget, tpe
 from trainables.families import family_names, get_family
 from trainables.models import model_hyperparameters
 
@@ -453,7 +453,7 @@ def sample_like_a_sweep(space: SearchSpace, seed: int, trials: int) -> list[dict
     """Configurations from Ray's OptunaSearch driving the sweep's TPE sampler on ``space``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna warns when it rounds a range's high to its step
-        search = OptunaSearch(space=space, metric="score", mode="min", sampler=tpe_sampler(seed))
+        search = OptunaSearch(space=space, metric="score", mode="min", sampler=tpe(Budget(trials=10, epochs=1, seed=seed)))
         configs = []
         for trial in range(trials):
             configs.append(search.suggest(str(trial)))

@@ -1,6 +1,8 @@
 """`sweeper promote` on a real smoke sweep, then the verdict read back from MLflow."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -71,3 +73,22 @@ def test_a_sweep_whose_trials_all_diverged_has_nothing_to_promote(tmp_path):
     assert launched.returncode == 2 and "every trial of sweep 'nan' diverged" in launched.stderr
     completed = sweeper(tmp_path, "promote", "nan")
     assert completed.returncode == 2 and "every trial of sweep 'nan' diverged" in completed.stderr
+
+
+def test_a_baseline_promoted_against_itself_is_never_promoted(tmp_path):
+    """A real A/A run: the sweep's only config is the baseline's, retrained on seeds of its own."""
+    space = tmp_path / "baseline.yaml"
+    space.write_text(
+        "family: localization\nparameters:\n  architecture: heimdall_net\n  dropout: 0.1\n  learning_rate: 1.0e-3\n"
+        "  weight_decay: 1.0e-4\n  batch_size: 32\n"
+    )
+    launched = sweeper(tmp_path, "launch", "localization", "--preset", "smoke", "--trials", "1", "--epochs", "1", "--name", "aa",
+                       "--search-space", str(space))  # fmt: skip
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    completed = sweeper(tmp_path, "promote", "aa", "--seeds", "3", "--epochs", "2", "--json", "--fail-on", "keep_experimental")
+    assert completed.returncode == 1, completed.stderr[-3000:]  # --fail-on: keep_experimental or demote exits 1
+    outcome = json.loads(completed.stdout)
+    assert outcome["decision"] != "promote" and outcome["seeds_per_model"] == 3
+    (comparison,) = outcome["comparisons"]
+    assert comparison["baseline"] == "heimdall_net" and comparison["gain"]["low"] < 0
+    assert {c["name"]: c["passed"] for c in outcome["criteria"]}["clearly better"] is False
