@@ -73,7 +73,7 @@ def test_trains_with_every_augmentation(splits):
     assert [r["epoch"] for r in reports] == [1, 2] and all(np.isfinite(r["val_nrmse"]) for r in reports)
 
 
-def test_search_space_samples_every_architecture_with_its_own_parameters():
+def test_search_space_samples_every_swept_architecture_with_its_own_parameters():
     space = FAMILY.search_space()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(80):
@@ -81,9 +81,10 @@ def test_search_space_samples_every_architecture_with_its_own_parameters():
         constants = space(trial)
         config = {**trial.params, **constants}
         assert space.contains(config)
-        assert ("scale_factor" in config) == config["architecture"].endswith("_with_attention")
+        assert ("window_size" in config) == (config["architecture"] == "timing_localized_cnn")
         study.tell(trial, 1.0)
-    assert {t.params["architecture"] for t in study.trials} == set(FAMILY.architectures())
+    swept = {t.params["architecture"] for t in study.trials}
+    assert swept == set(FAMILY.architectures()) - {"lightweight_response_time_cnn_with_attention", "improved_response_time_cnn_with_attention"}
 
 
 @pytest.fixture(scope="module")
