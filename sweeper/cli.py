@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     strategies.add_argument("--startup", type=int, help="tpe, gp: random trials before modelling (default: a quarter of the trials, 3 to 10)")
     strategies.add_argument("--grace-period", type=int, help="asha, median: epochs before a trial may be stopped (default: a third of the epochs)")
     strategies.add_argument("--reduction-factor", type=float, help="asha, hyperband: keep 1 / this at each rung (default 3)")
+    strategies.add_argument("--warm-start", type=lambda value: tuple(value.split(",")), default=(), metavar="SWEEP[,SWEEP...]",
+                            help="feed the finished trials of earlier sweeps of this family (same --storage) to the sampler")
     strategies.add_argument("--brackets", type=int, help="asha, hyperband: brackets of different aggressiveness (default 1 and 3)")
     launch.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose process or node dies, from its last checkpoint (default 2)")
     launch.add_argument("--memory-budget-gb", type=float, help="largest --data a node may hold in memory (default: its Ray object store, 30%% of its memory)")

@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import optuna
 import pyarrow.fs
@@ -23,9 +23,10 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
-from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, physical_memory, start_ray
 from sweeper import strategies
+from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, physical_memory, start_ray
 from sweeper.decision import relative_gain
+from sweeper.journal import SweepLog, open_sweep_log
 from sweeper.strategies import SAMPLERS, SCHEDULERS, Budget
 from sweeper.summary import write_summary
 from sweeper.sweeps import (
@@ -39,8 +40,8 @@ from sweeper.sweeps import (
     save_record,
     summarise_trials,
 )
-from sweeper.journal import SweepLog, open_sweep_log
 from sweeper.tracking import SWEEP_KEY, TRIAL_PREFIX, TrackingError, TrialLogger, check_reachable, default_tracking_uri, trial_key
+from sweeper.warm_start import STUDY_NAME, warm_storage, warm_trials
 from trainables.data import DataSplits
 from trainables.errors import ConfigError, UserError
 from trainables.families import Family, Preset, get_family
@@ -86,6 +87,7 @@ class LaunchOptions:
     reduction_factor: float | None = None
     brackets: int | None = None
     startup: int | None = None  # sampler setting: random trials before modelling
+    warm_start: tuple[str, ...] = ()  # earlier sweeps of the family (same storage) whose trials seed the study
     max_failures: int = 2  # retries of a trial whose process or node died, from its last checkpoint
     memory_budget_gb: float | None = None  # for --data; default: the object store of the nodes
 
@@ -105,6 +107,7 @@ class SweepPlan:
     tracking_uri: str
     sampler: optuna.samplers.BaseSampler
     scheduler: TrialScheduler
+    warm_trials: tuple[optuna.trial.FrozenTrial, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,7 @@ def plan_sweep(options: LaunchOptions) -> SweepPlan:
     budget = Budget(trials, epochs, options.seed)
     scheduler = strategies.create(SCHEDULERS, options.scheduler, budget, _settings(options, "grace_period", "reduction_factor", "brackets"))
     sampler = strategies.create(SAMPLERS, options.sampler, budget, _settings(options, "startup"))
+    warm = tuple(warm_trials(options.warm_start, storage, family, space)) if options.warm_start else ()
     return SweepPlan(
         options, family, preset, space, name,
         trials=trials,
@@ -169,6 +173,7 @@ def plan_sweep(options: LaunchOptions) -> SweepPlan:
         tracking_uri=tracking_uri,
         sampler=sampler,
         scheduler=scheduler,
+        warm_trials=warm,
     )  # fmt: skip
 
 
@@ -285,6 +290,7 @@ def _tuner(plan: SweepPlan, data: DataSplits, record: SweepRecord) -> tune.Tuner
         trials=plan.trials,
         sampler=plan.sampler,
         scheduler=plan.scheduler,
+        warm_trials=plan.warm_trials,
         max_concurrent=_max_concurrent(options),
         max_failures=options.max_failures,
         storage=plan.storage,
@@ -307,10 +313,12 @@ def build_tuner(
     storage: str,
     name: str,
     callbacks: list[Any],
+    warm_trials: Sequence[optuna.trial.FrozenTrial] = (),
 ) -> tune.Tuner:
     """The sweep's Tuner around any function trainable that reports ``metric`` and checkpoints."""
     # A define-by-run searcher ignores TuneConfig's metric and mode: it needs its own.
-    optuna_search = OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler)
+    study_storage = warm_storage(warm_trials, mode) if warm_trials else None
+    optuna_search = OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, storage=study_storage, study_name=STUDY_NAME)
     # With num_to_keep, Ray saves the experiment state whenever a trial has checkpointed that many
     # times since the last save, so the state never names a deleted checkpoint; short epochs make
     # that frequent. Fresh state is what `sweeper resume` restores from: keep it, skip the warning.
