@@ -144,9 +144,9 @@ def test_parameter_counts_against_the_seeds():
     assert counts["self"] == counts["localized"] == 447_425  # 0.2% above the seed; pinned so changes are deliberate
     if counts["boundary_aware"] is not None:
         assert counts["boundary_aware"] - counts["self"] == 33_025  # exactly the seed's difference
-    # the cohesion variants add the 14 cohesion features' projection into the attention input
-    # (14 x 256 + 256) and their 14 inputs to the head's first layer (14 x 64)
-    for name in ("self", "localized", "boundary_aware"):
-        if counts[name] is not None:
-            assert counts[f"{name}_cohesion"] - counts[name] == 4_736
+    # the cohesion variants replace the word encoder (2^14 x 8 embedding, convolution, 64 -> 256)
+    # by the 14 cohesion features' map to 256 and give the head those 14 inputs too (14 x 64)
+    assert counts["self_cohesion"] == counts["localized_cohesion"] == 301_825
+    if counts["boundary_aware_cohesion"] is not None:
+        assert counts["boundary_aware_cohesion"] - counts["self_cohesion"] == 33_025
     assert parameter_count("language_model", "softmax", lm_context) == 805_760  # no position table: any length works
