@@ -47,7 +47,6 @@ MIN_AMPLITUDE_UV = 0.5  # floor before the log, for trials with no positive bump
 
 def trial_features(eeg: np.ndarray) -> np.ndarray:
     """(N, 129, T) microvolts -> (N, len(FEATURE_NAMES)) float64, in FEATURE_NAMES order."""
-    eeg = eeg.astype(np.float64)
     parietal = weighted_average(eeg, PZ, 6.0)  # (N, T)
     peak_latency, _ = peak(smooth(parietal, 0.05), P300_WINDOW_S)
     template_latency, amplitude = template_fit(parietal)
@@ -66,9 +65,10 @@ def trial_features(eeg: np.ndarray) -> np.ndarray:
 
 
 def weighted_average(eeg: np.ndarray, centre: np.ndarray, width_cm: float) -> np.ndarray:
-    """(N, 129, T) -> (N, T): electrodes weighted by a Gaussian of their distance from ``centre``."""
+    """(N, 129, T) -> (N, T) float64: electrodes weighted by a Gaussian of their distance from
+    ``centre``. The sum runs in the recording's dtype, so no float64 copy of the EEG is made."""
     weights = topography(centre, width_cm)
-    return np.einsum("nct,c->nt", eeg, weights / weights.sum())
+    return np.einsum("nct,c->nt", eeg, (weights / weights.sum()).astype(eeg.dtype)).astype(np.float64)
 
 
 def smooth(signal: np.ndarray, sigma_s: float) -> np.ndarray:
