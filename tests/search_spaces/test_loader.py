@@ -29,9 +29,10 @@ def test_the_family_space_loads_and_samples_conditionally():
         constants = space(trial)
         config = {**trial.params, **constants}
         assert space.contains(config), config
-        assert ("nb_features" in config) == (config["architecture"] == "heimdall_net_pro")
+        assert ("pooling_fallback" in config) == (config["architecture"] == "heimdall_net_pro")
+        assert ("nb_features" in config) == (config["architecture"] in ("heimdall_net_pro", "multilateration_transformer"))
         study.tell(trial, 1.0)
-    assert {t.params["architecture"] for t in study.trials} == {"heimdall_net", "heimdall_net_pro"}
+    assert {t.params["architecture"] for t in study.trials} == {"heimdall_net", "heimdall_net_pro", "multilateration_transformer"}
 
 
 def test_fixed_values_are_returned_as_constants(tmp_path):
@@ -50,8 +51,8 @@ def test_fixed_values_are_returned_as_constants(tmp_path):
         (with_parameter("nb_features", {"type": "int", "low": 1.5, "high": 8, "when": {"architecture": "heimdall_net_pro"}}), "parameters.nb_features.low", "expected an integer"),
         (with_parameter("batch_size", {"type": "categorical", "choices": []}), "parameters.batch_size.choices", "non-empty list"),
         (with_parameter("learning_rate", {"type": "float", "low": 0.0, "high": 0.1, "log": True}), "parameters.learning_rate.low", "log-scale range needs low > 0"),
-        (with_parameter("heads", {"type": "categorical", "choices": [2], "when": {"attention": "x"}}), "parameters.heads.when.attention", "condition on an unknown parameter"),
-        (with_parameter("heads", {"type": "categorical", "choices": [2]}), "parameters.heads", "heimdall_net does not take it; add `when: {architecture: [heimdall_net_pro]}`"),
+        (with_parameter("heads", {"type": "categorical", "choices": [2], "when": {"mixer": "x"}}), "parameters.heads.when.mixer", "condition on an unknown parameter"),
+        (with_parameter("heads", {"type": "categorical", "choices": [2]}), "parameters.heads", "heimdall_net does not take it; add `when: {architecture: [heimdall_net_pro, multilateration_transformer]}`"),
         (with_parameter("dropout", {"type": "uniform", "low": 0, "high": 1}), "parameters.dropout.type", "use one of float, int, categorical, fixed"),
         (with_parameter("dropout", {"type": "float", "low": 0, "high": 1, "scale": "log"}), "parameters.dropout.scale", "unknown key for a float parameter"),
         (with_parameter("dropout", [0.1, 0.2]), "parameters.dropout", "ambiguous"),

@@ -34,8 +34,10 @@ def test_promotion_run_is_nested_under_the_sweep_with_per_seed_metrics(promoted,
     for model in ("candidate", "heimdall_net"):
         history = client.get_metric_history(run.info.run_id, f"{model}_test_mean_error_m")
         assert sorted(m.step for m in history) == [0, 1, 2]
-    expected = {"gain_vs_heimdall_net", "gain_vs_heimdall_net_low", "reference_test_mean_error_m", "gain_vs_reference_low"}
+    expected = {"gain_vs_heimdall_net", "gain_vs_heimdall_net_low", "reference_test_mean_error_m", "gain_vs_reference_low",
+                "gain_vs_heimdall_net_holm_p", "improvement_probability_vs_heimdall_net", "effect_size_vs_heimdall_net", "seeds_per_model"}
     assert expected <= set(run.data.metrics)
+    assert any(key.startswith("slice/") and key.endswith("/reference_test_mean_error_m") for key in run.data.metrics)  # by receivers
     assert run.data.tags["sweeper.criterion.clearly_better"] in ("pass", "fail")
 
 

@@ -70,3 +70,9 @@ def test_reference_beats_guessing_the_centre(rf_arrays):
 def test_unknown_family_lists_the_known_ones():
     with pytest.raises(UnknownFamilyError, match="known: language_model, localization, response_time, segmentation"):
         get_family("weather")
+
+
+def test_slices_by_active_receivers_cover_every_row_once(rf_arrays):
+    slices = FAMILY.slices(rf_arrays)
+    assert list(slices) == ["1-2 receivers", "3-5 receivers", "6-10 receivers"]
+    assert (sum(mask.astype(int) for mask in slices.values()) == 1).all()

@@ -190,6 +190,13 @@ def multilateration_reference(splits: DataSplits) -> Predictor:
     return predict
 
 
+def receiver_slices(arrays: Arrays) -> dict[str, np.ndarray]:
+    """Rows by number of active receivers: least squares is ill-posed with one or two, and hard
+    to beat with six or more, so one overall mean hides where a network wins and where it loses."""
+    active, most = arrays["mask"].sum(axis=1), arrays["mask"].shape[1]
+    return {f"{low}-{high} receivers": (active >= low) & (active <= high) for low, high in ((1, 2), (3, 5), (6, most)) if low <= most}
+
+
 FAMILY = Family(
     name="localization",
     description="transmitter localization from multi-receiver RF captures (HeimdallNet / HeimdallNetPro)",
@@ -208,5 +215,6 @@ FAMILY = Family(
     row_scores=row_scores,
     reference=multilateration_reference,
     check_rows=_check_receivers,
+    slices=receiver_slices,
     plots=diagnostic_plots,
 )
