@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     launch = commands.add_parser("launch", help="run a hyperparameter sweep of one family")
     launch.add_argument("family", help=f"one of: {', '.join(family_names())}")
-    launch.add_argument("--preset", default="default", help="smoke (seconds), quick (minutes) or default (a serious sweep)")
+    launch.add_argument("--preset", default="default", help="smoke (seconds), quick (minutes), standard (the smallest sweep that learns the task: <= 30 minutes on 2 cores) or default")
     launch.add_argument("--trials", type=int, help="number of trials (default: the preset's)")
     launch.add_argument("--epochs", type=int, help="maximum epochs per trial (default: the preset's)")
     launch.add_argument("--name", help="sweep name (default: FAMILY-YYYYmmdd-HHMMSS)")

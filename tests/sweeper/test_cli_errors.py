@@ -23,10 +23,10 @@ def workdir(tmp_path, monkeypatch):
     "arguments, message",
     [
         (["weather"], "unknown family 'weather'; known: language_model, localization, response_time, segmentation"),
-        (["localization", "--preset", "huge"], "unknown preset 'huge'; choose one of smoke, quick, default"),
+        (["localization", "--preset", "huge"], "unknown preset 'huge'; choose one of smoke, quick, standard, default"),
         (["localization", "--trials", "0"], "--trials must be positive, got 0"),
         (["localization", "--cpus-per-trial", "64"], "a trial asks for 64 CPUs and 0 GPUs, but the largest node has"),
-        (["localization", "--scheduler", "hyperband"], "unknown scheduler 'hyperband'"),
+        (["localization", "--scheduler", "bohb"], "unknown scheduler 'bohb'; known: asha, fifo, hyperband, median"),
         (["localization", "--search-space", "bad_space.yaml"], "bad_space.yaml: parameters.architecture.choices: expected a non-empty list"),
         (["localization", "--name", "taken"], "a sweep named 'taken' already exists"),
         (["localization", "--data", "nowhere.parquet"], "data file nowhere.parquet does not exist"),
