@@ -16,6 +16,7 @@ import time
 import zipfile
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -44,6 +45,7 @@ class TrainSettings:
     max_grad_norm: float = 1.0  # gradient clipping
     plateau_patience: int = 2  # epochs without improvement before the learning rate drops
     plateau_factor: float = 0.5
+    cosine_floor: float = 0.1  # the cosine schedule's last learning rate, as a fraction of the peak (nanoGPT's)
     eval_batch_size: int = 256
     latency_repeats: int = 30  # batch-1 forward passes timed once per trial
 
@@ -67,9 +69,10 @@ def train(
     torch.manual_seed(seed)
     model = build_model(family, config, context).to(device)
     optimizer = _optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode=family.mode, factor=settings.plateau_factor, patience=settings.plateau_patience
-    )
+    batch_size = int(config["batch_size"])
+    steps_per_epoch = math.ceil(len(next(iter(data.train.values()))) / batch_size)
+    scheduler = learning_rate_schedule(optimizer, config, family, settings, steps_per_epoch)
+    per_step = not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     start_epoch = 0
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -82,18 +85,20 @@ def train(
     }
 
     for epoch in range(start_epoch + 1, settings.epochs + 1):
-        batches = iterate_batches(data.train, family, int(config["batch_size"]), device, seed * 100_003 + epoch)
+        batches = iterate_batches(data.train, family, batch_size, device, seed * 100_003 + epoch)
         if family.augment is not None and any(config.get(name) for name in family.augmentations):
             generator = torch.Generator(device).manual_seed(seed * 100_003 + epoch)
             batches = (family.augment(batch, config, generator) for batch in batches)
-        progress = train_epoch(model, family, optimizer, batches, settings.max_grad_norm)
-        metrics = {"epoch": epoch, **progress, "learning_rate": optimizer.param_groups[0]["lr"], **constants}
+        learning_rate = optimizer.param_groups[0]["lr"]  # per-step schedules change it during the epoch
+        progress = train_epoch(model, family, optimizer, batches, settings.max_grad_norm, scheduler.step if per_step else None)
+        metrics = {"epoch": epoch, **progress, "learning_rate": learning_rate, **constants}
         if not math.isfinite(progress["train_loss"]):
             report({**metrics, family.validation_metric: family.worst_value(), "diverged": 1}, None)
             logger.warning("trial diverged at epoch %d: non-finite training loss", epoch)
             return
         validation = evaluate(model, family, data.validation, settings.eval_batch_size, device)
-        scheduler.step(validation[family.metric])
+        if not per_step:
+            scheduler.step(validation[family.metric])
         metrics.update({f"val_{name}": value for name, value in validation.items()}, diverged=0)
         state = {
             "model": model.state_dict(),
@@ -119,6 +124,37 @@ def build_model(family: Family, config: Mapping[str, Any], context: Mapping[str,
 
 def _optimizer(model: nn.Module, config: Mapping[str, Any]) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=config["learning_rate"], weight_decay=config["weight_decay"])
+
+
+def learning_rate_schedule(
+    optimizer: torch.optim.Optimizer, config: Mapping[str, Any], family: Family, settings: TrainSettings, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """The config's ``schedule``: ``plateau`` (the default, stepped once per epoch on the validation
+    metric) or ``cosine`` (stepped after every optimiser step): a linear warm-up over the first
+    ``warmup_fraction`` of all steps of ``settings.epochs``, then a cosine decay to
+    ``settings.cosine_floor`` times the learning rate at the last step.
+
+    Why cosine: on the language model's quick windows (450 steps), the plateau schedule never
+    lowered the rate before the end, and the network stopped at 3.3 bits per character.
+    """
+    schedule = config.get("schedule", "plateau")
+    if schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=family.mode, factor=settings.plateau_factor, patience=settings.plateau_patience
+        )
+    if schedule != "cosine":
+        raise UserError(f"schedule must be 'plateau' or 'cosine', got {schedule!r}")
+    total = max(1, settings.epochs * steps_per_epoch)
+    warmup = int(float(config.get("warmup_fraction", 0.0)) * total)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, partial(warmup_cosine, warmup=warmup, total=total, floor=settings.cosine_floor))
+
+
+def warmup_cosine(step: int, *, warmup: int, total: int, floor: float) -> float:
+    """Learning-rate factor after ``step`` optimiser steps: linear from 1/warmup to 1, then cosine to ``floor``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 @dataclass(frozen=True)
@@ -263,8 +299,12 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     batches: Iterator[dict[str, torch.Tensor]],
     max_grad_norm: float,
+    after_step: Callable[[], Any] | None = None,
 ) -> dict[str, float]:
-    """One pass over the batches. Stops at the first non-finite loss; skips non-finite gradients."""
+    """One pass over the batches. Stops at the first non-finite loss; skips non-finite gradients.
+
+    ``after_step`` runs after every optimiser step (a per-step learning-rate schedule).
+    """
     model.train()
     losses, norms, nonfinite = [], [], 0
     for batch in batches:
@@ -278,6 +318,8 @@ def train_epoch(
             nonfinite += 1
             continue
         optimizer.step()
+        if after_step is not None:
+            after_step()
         losses.append(loss.item())
         norms.append(norm.item())
     return {

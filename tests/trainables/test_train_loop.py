@@ -5,8 +5,9 @@ import math
 import pytest
 
 from trainables.data import split_random
+from trainables.errors import UserError
 from trainables.families import get_family
-from trainables.train_loop import TrainSettings, retrain_and_test, stability_probe, train
+from trainables.train_loop import TrainSettings, retrain_and_test, stability_probe, train, warmup_cosine
 
 FAMILY = get_family("localization")
 CONFIG = {"architecture": "heimdall_net", "dropout": 0.1, "learning_rate": 1e-3, "weight_decay": 1e-4, "batch_size": 8}
@@ -75,3 +76,34 @@ def test_stability_probe_reports_each_batch_size(splits):
     assert stability_probe(CONFIG, splits, context, SETTINGS, (1, 2, 40), steps=2) == {1: True, 2: True, 40: True}
     exploding = stability_probe({**CONFIG, "learning_rate": 1e30}, splits, context, SETTINGS, (2,), steps=3)
     assert exploding == {2: False}
+
+
+def test_warmup_rises_linearly_then_the_cosine_decays_to_its_floor():
+    factors = [warmup_cosine(step, warmup=4, total=20, floor=0.1) for step in range(21)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0] and factors[4] == 1.0
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:])) and factors[20] == pytest.approx(0.1)
+    assert warmup_cosine(0, warmup=0, total=10, floor=0.0) == 1.0
+
+
+def test_cosine_schedule_steps_every_batch_and_resumes_where_it_stopped(splits):
+    config = {**CONFIG, "schedule": "cosine", "warmup_fraction": 0.5}
+    context = FAMILY.model_context(splits.train)
+    settings = TrainSettings("localization", epochs=3, latency_repeats=3)
+    whole = Recorder()
+    train(config, splits, context, settings, whole)
+    rates = [report["learning_rate"] for report in whole.reports]  # at the start of each epoch
+    assert rates[0] < rates[1] and rates[2] < rates[1] <= CONFIG["learning_rate"], "warm-up over 1.5 epochs, then decay"
+    resumed = Recorder()
+    train(config, splits, context, settings, resumed, resume=whole.states[0])
+    assert [report["learning_rate"] for report in resumed.reports] == rates[1:]
+
+
+def test_without_a_schedule_the_rate_only_drops_on_a_plateau(splits):
+    recorder = Recorder()
+    train(CONFIG, splits, FAMILY.model_context(splits.train), SETTINGS, recorder)
+    assert [report["learning_rate"] for report in recorder.reports] == [CONFIG["learning_rate"]] * 2
+
+
+def test_an_unknown_schedule_is_a_user_error(splits):
+    with pytest.raises(UserError, match="schedule must be"):
+        train({**CONFIG, "schedule": "linear"}, splits, FAMILY.model_context(splits.train), SETTINGS, Recorder())

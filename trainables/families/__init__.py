@@ -22,6 +22,9 @@ from trainables.models import architectures, model_hyperparameters
 
 # Hyperparameters the generic trainable consumes itself; every other one goes to the model.
 TRAINING_HYPERPARAMETERS = ("learning_rate", "weight_decay", "batch_size")
+# Optional training settings (a baseline may leave them out): the learning-rate schedule,
+# ``plateau`` (the default) or ``cosine`` with a linear warm-up (see train_loop.learning_rate_schedule).
+SCHEDULE_SETTINGS = ("schedule", "warmup_fraction")
 
 _MODULES = {
     "language_model": "trainables.families.language_model",
@@ -98,7 +101,7 @@ class Family:
     @property
     def training_settings(self) -> tuple[str, ...]:
         """Config keys the training loop consumes itself; every other one is a model hyperparameter."""
-        return TRAINING_HYPERPARAMETERS + self.augmentations
+        return TRAINING_HYPERPARAMETERS + SCHEDULE_SETTINGS + self.augmentations
 
     def architectures(self) -> tuple[str, ...]:
         return architectures(self.name)
