@@ -150,3 +150,4 @@ def test_parameter_counts_against_the_seeds():
     if counts["boundary_aware_cohesion"] is not None:
         assert counts["boundary_aware_cohesion"] - counts["self_cohesion"] == 33_025
     assert parameter_count("language_model", "softmax", lm_context) == 805_760  # no position table: any length works
+    assert parameter_count("language_model", "local_softmax", lm_context) == 805_760 + 128 * 128 * 4 + 128  # + the kernel-4 convolution

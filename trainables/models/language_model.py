@@ -10,6 +10,21 @@ by ``create_attention(kind, dim, causal=True, ...)``, then an MLP, each residual
 an output head tied to the token embedding (Press and Wolf 2017). The architectures differ only in
 the attention kind: dense ``softmax`` (the baseline), exact ``tiled`` attention and ``hyperbolic``
 attention in the Poincare ball.
+
+The ``local_*`` architectures add one causal convolution over the last ``kernel`` character
+embeddings (kernel 4: 65,664 parameters) before the blocks, and are otherwise the same. Why: with
+fixed sinusoids at the embeddings' scale, attention must first learn to find the previous
+characters by position; until it does, the network predicts from the current character alone, at
+the level of a bigram model (the issue's 3.33 bits per character). Measured on the quick windows
+(seed 1000, validation bits per character after each epoch; a Kneser-Ney bigram model: 3.64):
+  AdamW 2e-3, batches of 16, dropout 0.1, warm-up + cosine over 6 epochs:
+    softmax        3.82 3.69 3.64 3.60 3.54 3.46
+    local_softmax  3.69 3.36 3.09 2.91 2.79 2.72
+  AdamW 3e-3, batches of 8, dropout 0, warm-up + cosine over 8 epochs (first 4 epochs):
+    softmax        3.74 3.67 3.64 3.60
+    local_softmax  3.36 3.00 2.70 2.51
+Larger position codes did worse, as they drown the characters after the layer norms: scale 1.0
+gave 4.58 after 2 epochs (unigram level), scale 0.2 4.38 after one.
 """
 from __future__ import annotations
 
@@ -18,6 +33,7 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from trainables.attention import create_attention
 from trainables.models import register_model
@@ -34,6 +50,7 @@ class CharTransformerConfig:
     dim: int = 128  # residual stream width
     layers: int = 4  # transformer blocks
     mlp_ratio: int = 4  # MLP hidden width / dim
+    local_kernel: int = 0  # characters a causal convolution mixes into each embedding before the blocks; 0: none
 
 
 class Block(nn.Module):
@@ -52,6 +69,19 @@ class Block(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
+class CausalConvolution(nn.Module):
+    """``(B, T, D) -> (B, T, D)``: position t mixes the ``kernel`` embeddings t - kernel + 1 .. t (zeros before the start)."""
+
+    def __init__(self, dim: int, kernel: int) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.convolution = nn.Conv1d(dim, dim, kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(x.transpose(1, 2), (self.kernel - 1, 0))  # (B, D, kernel - 1 + T): left padding only, so causal
+        return self.convolution(padded).transpose(1, 2)
+
+
 class CharTransformer(nn.Module):
     def __init__(self, config: CharTransformerConfig, attentions: list[nn.Module], dropout: float) -> None:
         super().__init__()
@@ -60,9 +90,12 @@ class CharTransformer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(config, attention, dropout) for attention in attentions)
         self.final_norm = nn.LayerNorm(config.dim)
+        self.local = CausalConvolution(config.dim, config.local_kernel) if config.local_kernel else None
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         embedded = self.token_embedding(tokens)  # (B, T, D)
+        if self.local is not None:
+            embedded = embedded + self.local(embedded)
         positions = sinusoidal_positions(tokens.shape[1], embedded.shape[-1], tokens.device)
         x = self.dropout(embedded + POSITION_SCALE * positions)
         for block in self.blocks:
@@ -70,8 +103,10 @@ class CharTransformer(nn.Module):
         return self.final_norm(x) @ self.token_embedding.weight.T  # (B, T, V), tied head
 
 
-def build(context: Mapping[str, Any], kind: str, heads: int, dropout: float, **attention_options: Any) -> CharTransformer:
-    config = CharTransformerConfig(vocab_size=int(context["vocab_size"]), sequence_length=int(context["sequence_length"]))
+def build(
+    context: Mapping[str, Any], kind: str, heads: int, dropout: float, local_kernel: int = 0, **attention_options: Any
+) -> CharTransformer:
+    config = CharTransformerConfig(int(context["vocab_size"]), int(context["sequence_length"]), local_kernel=local_kernel)
     attentions = [
         create_attention(kind, config.dim, causal=True, heads=heads, dropout=dropout, **attention_options)
         for _ in range(config.layers)
@@ -95,3 +130,28 @@ def tiled(context: Mapping[str, Any], *, heads: int = 4, dropout: float = 0.1, t
 def hyperbolic(context: Mapping[str, Any], *, heads: int = 4, dropout: float = 0.1, curvature: float = 1.0) -> CharTransformer:
     """Distance attention in the Poincare ball of curvature -``curvature``."""
     return build(context, "hyperbolic", heads, dropout, curvature=curvature)
+
+
+# ---------------------------------------------------------------- with a local convolution
+
+
+@register_model(FAMILY, "local_softmax")
+def local_softmax(context: Mapping[str, Any], *, heads: int = 4, dropout: float = 0.1, kernel: int = 4) -> CharTransformer:
+    """Dense causal softmax attention over embeddings that already hold the last ``kernel`` characters."""
+    return build(context, "softmax", heads, dropout, kernel)
+
+
+@register_model(FAMILY, "local_tiled")
+def local_tiled(
+    context: Mapping[str, Any], *, heads: int = 4, dropout: float = 0.1, kernel: int = 4, tile_size: int | str = "adaptive"
+) -> CharTransformer:
+    """Tiled attention over embeddings that already hold the last ``kernel`` characters."""
+    return build(context, "tiled", heads, dropout, kernel, tile_size=tile_size)
+
+
+@register_model(FAMILY, "local_hyperbolic")
+def local_hyperbolic(
+    context: Mapping[str, Any], *, heads: int = 4, dropout: float = 0.1, kernel: int = 4, curvature: float = 1.0
+) -> CharTransformer:
+    """Hyperbolic attention over embeddings that already hold the last ``kernel`` characters."""
+    return build(context, "hyperbolic", heads, dropout, kernel, curvature=curvature)
