@@ -20,6 +20,12 @@ logistic regression on the cohesion features from 0.20 to 0.27-0.31.
 Reference: TextTiling with idf weights (depth scores of the block cohesion), its block size and
 threshold chosen on the training split. Main metric: Pk (lower is better); also WindowDiff,
 boundary F1, precision and recall, all of the decoded boundaries.
+
+Presets: ``standard`` (2000 documents, 14 epochs, 8 trials, about 11 s of one core per epoch) is
+the smallest that learns well. Test Pk over 3 seeds of ``self_cohesion`` on its data: 0.204 +- 0.003
+at learning rate 1e-3 and 6 epochs, 0.195 +- 0.003 at 2e-3 and 10, 0.192 +- 0.001 at 2e-3 and 14
+(validation still falling at 10); the reference 0.240, the seed ``self`` 0.469 +- 0.002. On the
+quick preset's 800 documents ``self_cohesion`` only ties the reference (0.217 +- 0.011 vs 0.219).
 """
 from __future__ import annotations
 
@@ -49,7 +55,7 @@ PRESETS = {
     "smoke": Preset(trials=3, epochs=2, data={"n_documents": 60}),
     "quick": Preset(trials=8, epochs=6, data={"n_documents": 800}),
     # the smallest sweep that learns (see the module docstring): about 10 minutes on 2 CPU cores
-    "standard": Preset(trials=8, epochs=10, data={"n_documents": 2000}),
+    "standard": Preset(trials=8, epochs=14, data={"n_documents": 2000}),
     "default": Preset(trials=32, epochs=20, data={"n_documents": 4000}),
 }
 
