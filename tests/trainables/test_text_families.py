@@ -65,7 +65,7 @@ def test_perfect_boundaries_score_perfectly():
     assert metrics["pk"] == metrics["window_diff"] == 0 and metrics["f1"] == 1
 
 
-@pytest.mark.parametrize("name, conditional, owner", [("segmentation", "window_size", "localized"), ("language_model", "tile_size", ("tiled", "local_tiled")),
+@pytest.mark.parametrize("name, conditional, owner", [("segmentation", "window_size", "localized_cohesion"), ("language_model", "tile_size", ("tiled", "local_tiled")),
                                                       ("language_model", "curvature", ("hyperbolic", "local_hyperbolic"))])  # fmt: skip
 def test_conditional_parameters_appear_only_with_their_architecture(name, conditional, owner):
     space = get_family(name).search_space()
