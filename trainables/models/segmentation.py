@@ -107,7 +107,10 @@ class CohesionEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor, sentence_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cohesion = block_cohesion(tokens, sentence_mask, self.idf, self.windows)  # (B, S, W)
-        depth = torch.stack([depth_scores(cohesion[..., k], sentence_mask) for k in range(len(self.windows))], dim=-1)
+        batch, sentences, windows = cohesion.shape
+        # all windows in one call: depth_scores steps through the sentences, so fewer calls, less latency
+        curves = cohesion.transpose(1, 2).reshape(batch * windows, sentences)  # (B * W, S)
+        depth = depth_scores(curves, sentence_mask.repeat_interleave(windows, dim=0)).reshape(batch, windows, sentences).transpose(1, 2)
         features = torch.cat([cohesion, depth], dim=-1) * sentence_mask[..., None]  # (B, S, 2W)
         return self.project(features) * sentence_mask[..., None], features  # (B, S, D), (B, S, 2W)
 
