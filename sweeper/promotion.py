@@ -252,8 +252,12 @@ def _retrain_round(plan: _Plan, data_ref: ray.ObjectRef, context: Mapping[str, A
         runs[name].append(result)
         finished, elapsed = total - len(pending), time.perf_counter() - start
         value = result.test.get(plan.policy.metric, float("nan"))
-        logger.info("  %d/%d %s seed %d: test %s %.4g; %.0f s so far, about %.0f s left",
-                    finished, total, name, result.seed, plan.policy.metric, value, elapsed, elapsed / finished * len(pending))  # fmt: skip
+        # Models differ in cost (a baseline may take ten times a candidate's time): a guess from the
+        # runs so far means something only once every model still running has finished one.
+        unseen = {other for other in pending.values() if not runs[other]}
+        left = f"about {elapsed / finished * len(pending):.0f} s left" if not unseen else f"time left known after a first {', '.join(sorted(unseen))} run"
+        logger.info("  %d/%d %s seed %d: test %s %.4g; %.0f s so far, %s",
+                    finished, total, name, result.seed, plan.policy.metric, value, elapsed, left)  # fmt: skip
     for results in runs.values():
         results.sort(key=lambda result: result.seed)
 
