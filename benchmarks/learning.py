@@ -115,7 +115,7 @@ def summary(results: dict[str, dict[str, Any]], preset: str) -> list[Row]:
             limit = SLICE_TARGETS.get(name, {}).get(slice_name)
             rows.append(Row(f"  {slice_name}: network / reference", f"{values['candidate']:.4g} / {values[REFERENCE]:.4g} ({slice_ratio:.2f}x)",
                             f"<= {limit}x" if limit else "", bool(slice_ratio <= limit) if limit and preset == "standard" else None))  # fmt: skip
-        rows.append(Row(f"  verdict; wall time sweep + promotion", f"{result['verdict']}; {result['sweep_s']:.0f} s + {result['promote_s']:.0f} s",
+        rows.append(Row("  verdict; wall time sweep + promotion", f"{result['verdict']}; {result['sweep_s']:.0f} s + {result['promote_s']:.0f} s",
                         "sweep <= 1800 s" if preset == "standard" else "", result["sweep_s"] <= 1800 if preset == "standard" else None))  # fmt: skip
     return rows
 
