@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeper.sweeps import UnknownSweepError, load_record
 from tests.sweeper.conftest import SMOKE_TRIALS
+from trainables.families import get_family
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +38,8 @@ def test_mlflow_has_one_parent_and_one_nested_run_per_trial(sweep):
     assert parent.info.run_name == "smoke-sweep" and parent.info.status == "FINISHED"
     assert parent.data.params["preset"] == "smoke" and "best_val_mean_error_m" in parent.data.metrics
     assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
-    assert {t.data.tags["sweeper.architecture"] for t in trials} == {"heimdall_net", "heimdall_net_pro"}
+    assert {t.data.tags["sweeper.architecture"] == t.data.params["architecture"] for t in trials} == {True}
+    assert {t.data.params["architecture"] for t in trials} <= set(get_family("localization").architectures())
     for trial in trials:
         assert trial.info.status == "FINISHED" and trial.data.tags["sweeper.status"] in ("completed", "early_stopped")
         assert {"architecture", "learning_rate", "batch_size"} <= set(trial.data.params)

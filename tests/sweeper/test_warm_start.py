@@ -1,6 +1,8 @@
 """Warm starts from the shared smoke sweep: its finished trials enter a new sweep's Optuna study."""
 from __future__ import annotations
 
+import shutil
+
 import optuna
 import pytest
 
@@ -40,8 +42,10 @@ def test_another_familys_sweep_is_refused(smoke_sweep):
         warm_trials([smoke_sweep.name], str(smoke_sweep.workdir / "ray_results"), segmentation, segmentation.search_space())
 
 
-def test_a_warm_started_sweep_runs(smoke_sweep):
-    completed = sweeper(smoke_sweep.workdir, "launch", "localization", "--preset", "smoke", "--trials", "1", "--epochs", "1",
+def test_a_warm_started_sweep_runs(smoke_sweep, tmp_path):
+    # A copy of the shared sweep's results, so the new sweep leaves the shared folder and MLflow store as they were.
+    shutil.copytree(smoke_sweep.workdir / "ray_results" / smoke_sweep.name, tmp_path / "ray_results" / smoke_sweep.name)
+    completed = sweeper(tmp_path, "launch", "localization", "--preset", "smoke", "--trials", "1", "--epochs", "1",
                         "--name", "warm", "--warm-start", smoke_sweep.name)  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert f"warm start: {len(finished(smoke_sweep))} of the" in completed.stderr
