@@ -20,9 +20,9 @@ import ray
 from mlflow.tracking import MlflowClient
 
 from benchmarks.common import Outcome, Row, Spread, figure, save_figure
+from mlflow_server.options import default_tracking_uri
 from sweeper.cluster import start_ray
 from sweeper.launch import LaunchOptions, launch
-from sweeper.tracking import default_tracking_uri
 from trainables.families import Family, get_family
 
 FAMILY = "localization"

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import Outcome, Row, figure, format_table, run_measurement, save_figure
+from mlflow_server.options import default_tracking_uri
 from sweeper.launch import LaunchOptions, launch
 from sweeper.promotion import REFERENCE, PromoteOptions, promote
-from sweeper.tracking import default_tracking_uri
 from trainables.families import family_names, get_family
 
 

@@ -28,13 +28,14 @@ from ray.tune.schedulers import FIFOScheduler
 
 from benchmarks.common import Outcome, Row, Spread, figure, save_figure, seconds, time_calls, torch_threads, whiskers
 from benchmarks.workload import Work, run_trial, tune_trial
+from mlflow_server.options import default_tracking_uri
 from search_spaces import SearchSpace, parse_search_space
 from sweeper.cluster import concurrent_slots, start_ray
-from sweeper.journal import open_sweep_log
+from sweeper.journal import TrialLogger, open_sweep_log
 from sweeper.launch import build_tuner
 from sweeper.strategies import Budget, tpe
 from sweeper.sweeps import journal_dir
-from sweeper.tracking import SWEEP_KEY, TrialLogger, default_tracking_uri
+from sweeper.tracking import SWEEP_KEY
 
 logger = logging.getLogger(__name__)
 

@@ -105,11 +105,26 @@ def build_plan(options: ServerOptions, environ: Mapping[str, str], cwd: Path | N
     return ServerPlan(tuple(argv), env, f"http://{connect_host(host)}:{options.port}", backend, artifacts, auth_config)
 
 
+DEFAULT_DATABASE = "mlflow.db"  # what `sweeper launch` writes by default, and what the server serves
+DEFAULT_ARTIFACTS = "mlartifacts"
+
+
+def default_tracking_uri(directory: Path | None = None) -> str:
+    return f"sqlite:///{(directory or Path.cwd()).resolve() / DEFAULT_DATABASE}"
+
+
+def local_artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts next to a local SQLite file; MLflow would otherwise use ./mlruns of whatever
+    directory the process happens to run in."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme != "sqlite":
+        return None
+    return (Path(parsed.path).parent / DEFAULT_ARTIFACTS).resolve().as_uri()
+
+
 def resolve_backend(backend: str | None, cwd: Path) -> str:
     """A URI for MLflow: the default is exactly the file `sweeper launch` writes."""
     if backend is None:
-        from sweeper.tracking import default_tracking_uri  # the one definition of the default
-
         return default_tracking_uri(cwd)
     return store_uri(backend, "--backend", cwd)
 
@@ -141,8 +156,6 @@ def postgresql_uri(uri: str, option: str) -> str:
 def resolve_artifacts(artifacts: str | None, backend: str, cwd: Path) -> str:
     """Default: the mlartifacts folder the sweeper itself uses next to a SQLite database."""
     if artifacts is None:
-        from sweeper.tracking import DEFAULT_ARTIFACTS, local_artifact_location
-
         return local_artifact_location(backend) or (cwd / DEFAULT_ARTIFACTS).resolve().as_uri()
     if "://" not in artifacts:
         return (cwd / artifacts).resolve().as_uri()

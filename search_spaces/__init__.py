@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
-from trainables.errors import UserError
+from search_spaces.errors import UserError
 
 PACKAGE_DIR = Path(__file__).parent
 TYPES = {

@@ -233,7 +233,7 @@ def _print_summary(summary: SweepSummary) -> None:
 
 def _browse_command(tracking_uri: str) -> str:
     """What to type to see the runs of ``tracking_uri`` in a browser."""
-    from sweeper.tracking import default_tracking_uri
+    from mlflow_server.options import default_tracking_uri
 
     if tracking_uri.startswith(("http://", "https://")):
         return f"open {tracking_uri}"

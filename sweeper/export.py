@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from mlflow_server.options import default_tracking_uri
 from sweeper.model_folder import ExportedModel, ExportError, load, read_config, staged, verify, write_folder
 from sweeper.sweeps import DEFAULT_STORAGE, TrialSummary, load_record, rank_trials, summarise_trials
-from sweeper.tracking import PROMOTION_ARTIFACTS, SweepTracker, check_reachable, default_tracking_uri
+from sweeper.tracking import PROMOTION_ARTIFACTS, SweepTracker, check_reachable
 from trainables.data.tables import Schema, read_table, write_table
 from trainables.errors import ConfigError, DataError
 from trainables.families import Family, get_family

@@ -22,7 +22,11 @@ from typing import Any, Mapping
 from mlflow.exceptions import MlflowException, RestException
 from sqlalchemy.exc import OperationalError
 
-from sweeper.tracking import KEY_TAG, SweepTracker
+from ray.tune import Callback
+from ray.tune.result import AUTO_RESULT_KEYS
+
+from sweeper.sweeps import trial_status
+from sweeper.tracking import ARCHITECTURE_TAG, KEY_TAG, NODE_TAG, STATUS_TAG, SWEEP_KEY, TRIAL_TAG, SweepTracker, trial_key
 
 logger = logging.getLogger(__name__)
 
@@ -197,3 +201,39 @@ def _strings(values: Mapping[str, Any]) -> dict[str, str]:
 
 def _finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+
+
+# Ray's bookkeeping keys are not worth a metric each; total time is.
+SKIPPED_RESULT_KEYS = set(AUTO_RESULT_KEYS) - {"time_total_s"}
+
+
+class TrialLogger(Callback):
+    """Ray Tune callback: one nested MLflow run per trial, a metric step per reported epoch.
+
+    Records go through the sweep's journal, so a tracking server that is
+    briefly unreachable neither fails the sweep nor loses a record. Ray pickles callbacks with
+    the experiment and restores them on resume, so this holds only where the journal is.
+    """
+
+    def __init__(self, tracking_uri: str, family: str, sweep: str, journal_dir: Path, epochs: int) -> None:
+        self.tracking_uri, self.family, self.sweep, self.journal_dir, self.epochs = tracking_uri, family, sweep, journal_dir, epochs
+
+    @property
+    def log(self) -> SweepLog:
+        return open_sweep_log(self.tracking_uri, self.family, self.sweep, self.journal_dir)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        tags = {TRIAL_TAG: trial.trial_id, ARCHITECTURE_TAG: str(trial.config.get("architecture", "")), STATUS_TAG: "running"}
+        self.log.start_run(trial_key(trial.trial_id), trial.trial_id, "trial", trial.config, tags, parent=SWEEP_KEY)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        metrics = {k: v for k, v in result.items() if k not in SKIPPED_RESULT_KEYS}
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        # The node on every result: a retried trial may continue on another node.
+        self.log.log(trial_key(trial.trial_id), metrics, step, tags={NODE_TAG: result.get("node", "unknown")})
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.log.finish(trial_key(trial.trial_id), trial_status(trial.last_result, self.epochs))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.log.finish(trial_key(trial.trial_id), "error", "FAILED")

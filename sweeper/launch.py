@@ -22,11 +22,12 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from mlflow_server.options import default_tracking_uri
 from search_spaces import SearchSpace
 from sweeper import strategies
 from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, physical_memory, start_ray
 from sweeper.decision import relative_gain
-from sweeper.journal import SweepLog, open_sweep_log
+from sweeper.journal import SweepLog, TrialLogger, open_sweep_log
 from sweeper.strategies import SAMPLERS, SCHEDULERS, Budget
 from sweeper.summary import write_summary
 from sweeper.sweeps import (
@@ -40,7 +41,7 @@ from sweeper.sweeps import (
     save_record,
     summarise_trials,
 )
-from sweeper.tracking import SWEEP_KEY, TRIAL_PREFIX, TrackingError, TrialLogger, check_reachable, default_tracking_uri, trial_key
+from sweeper.tracking import SWEEP_KEY, TRIAL_PREFIX, TrackingError, check_reachable, trial_key
 from sweeper.warm_start import STUDY_NAME, warm_storage, warm_trials
 from trainables.data import DataSplits
 from trainables.errors import ConfigError, UserError

@@ -21,32 +21,21 @@ import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from ray.tune import Callback
-from ray.tune.result import AUTO_RESULT_KEYS
 
-from mlflow_server.options import redacted
-from sweeper.sweeps import trial_status
+from mlflow_server.options import local_artifact_location, redacted
 from trainables.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 PROMOTION_ARTIFACTS = {"report": "report", "model_folder": "exported_model"}
-DEFAULT_DATABASE = "mlflow.db"
-DEFAULT_ARTIFACTS = "mlartifacts"
 SWEEP_TAG, TRIAL_TAG, ARCHITECTURE_TAG = "sweeper.sweep", "sweeper.trial_id", "sweeper.architecture"
 STATUS_TAG, FAMILY_TAG, NODE_TAG, KIND_TAG = "sweeper.status", "sweeper.family", "sweeper.node", "sweeper.kind"
 KEY_TAG = "sweeper.key"  # a run's identity within its sweep: "sweep", "trial:<id>"
 SWEEP_KEY = "sweep"
-# Ray's bookkeeping keys are not worth a metric each; total time is.
-SKIPPED_RESULT_KEYS = set(AUTO_RESULT_KEYS) - {"time_total_s"}
 
 
 class TrackingError(UserError):
     pass
-
-
-def default_tracking_uri(directory: Path | None = None) -> str:
-    return f"sqlite:///{(directory or Path.cwd()).resolve() / DEFAULT_DATABASE}"
 
 
 class SweepTracker:
@@ -194,15 +183,6 @@ def _quiet(*names: str) -> Iterator[None]:
             log.setLevel(level)
 
 
-def local_artifact_location(tracking_uri: str) -> str | None:
-    """Artifacts next to a local SQLite file; MLflow would otherwise use ./mlruns of whatever
-    directory the process happens to run in."""
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme != "sqlite":
-        return None
-    return (Path(parsed.path).parent / DEFAULT_ARTIFACTS).resolve().as_uri()
-
-
 def check_no_password(tracking_uri: str) -> None:
     """A tracking URI is stored (sweeper.json, Ray's experiment state, MLflow params) and printed,
     and later commands reuse it: a password inside it would end up in all of those. Redacting it
@@ -235,40 +215,6 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
             raise TrackingError(f"the folder of the MLflow database {parsed.path} does not exist; create it or pass another --tracking-uri")
     elif parsed.scheme not in ("file", "") and "://" not in tracking_uri:
         raise TrackingError(f"--tracking-uri {tracking_uri!r} is not a URI; use sqlite:///PATH or http://HOST:PORT")
-
-
-class TrialLogger(Callback):
-    """Ray Tune callback: one nested MLflow run per trial, a metric step per reported epoch.
-
-    Records go through the sweep's journal (sweeper/journal.py), so a tracking server that is
-    briefly unreachable neither fails the sweep nor loses a record. Ray pickles callbacks with
-    the experiment and restores them on resume, so this holds only where the journal is.
-    """
-
-    def __init__(self, tracking_uri: str, family: str, sweep: str, journal_dir: Path, epochs: int) -> None:
-        self.tracking_uri, self.family, self.sweep, self.journal_dir, self.epochs = tracking_uri, family, sweep, journal_dir, epochs
-
-    @property
-    def log(self) -> Any:
-        from sweeper.journal import open_sweep_log
-
-        return open_sweep_log(self.tracking_uri, self.family, self.sweep, self.journal_dir)
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        tags = {TRIAL_TAG: trial.trial_id, ARCHITECTURE_TAG: str(trial.config.get("architecture", "")), STATUS_TAG: "running"}
-        self.log.start_run(trial_key(trial.trial_id), trial.trial_id, "trial", trial.config, tags, parent=SWEEP_KEY)
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        metrics = {k: v for k, v in result.items() if k not in SKIPPED_RESULT_KEYS}
-        step = int(result.get("epoch", result.get("training_iteration", 0)))
-        # The node on every result: a retried trial may continue on another node.
-        self.log.log(trial_key(trial.trial_id), metrics, step, tags={NODE_TAG: result.get("node", "unknown")})
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.log.finish(trial_key(trial.trial_id), trial_status(trial.last_result, self.epochs))
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.log.finish(trial_key(trial.trial_id), "error", "FAILED")
 
 
 TRIAL_PREFIX = "trial:"

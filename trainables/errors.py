@@ -1,16 +1,5 @@
-"""Errors a user can cause. The CLI prints their message on one line and exits with code 2.
+"""The user-error classes for code in trainables/ and above (defined in search_spaces/errors.py,
+the bottom layer, so the search-space loader raises the same classes without importing upward)."""
+from search_spaces.errors import ConfigError, DataError, UserError
 
-Anything else is a bug in this project and keeps its traceback.
-"""
-
-
-class UserError(Exception):
-    """Base for problems the user can fix: the message names the problem and the fix."""
-
-
-class DataError(UserError):
-    """A data set (a user's Parquet file or simulator settings) is unusable."""
-
-
-class ConfigError(UserError):
-    """A command-line option or setting is invalid."""
+__all__ = ["ConfigError", "DataError", "UserError"]

@@ -11,9 +11,8 @@ import yaml
 
 from mlflow_server import options as server_options
 from mlflow_server.cli import main
-from mlflow_server.options import ServerOptions, add_arguments, build_plan, options_from_args, redacted
+from mlflow_server.options import ServerOptions, add_arguments, build_plan, default_tracking_uri, local_artifact_location, options_from_args, redacted
 from sweeper.cli import build_parser, run
-from sweeper.tracking import default_tracking_uri, local_artifact_location
 from trainables.errors import ConfigError
 
 PASSWORD = "correct horse battery"

@@ -8,7 +8,7 @@ import urllib.error
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeper.tracking import default_tracking_uri
+from mlflow_server.options import default_tracking_uri
 from tests.mlflow_server.conftest import SERVED_TRIALS, launch_over_http, read_sweep, rest
 from tests.servers import mlflow_server
 
