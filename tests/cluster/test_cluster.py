@@ -59,9 +59,16 @@ def test_a_sweep_uses_both_nodes(cluster, tmp_path):
 
 def test_losing_a_worker_node_loses_no_trial(cluster, tmp_path):
     started = time.monotonic()
-    driver = start_sweeper(tmp_path, *launch_arguments(cluster, tmp_path, "loss", 4, 6, "--max-failures", "3"), env=cluster.env, log=tmp_path / "driver.log")
-    # Wait until both nodes run a trial that has checkpointed at least one epoch, then kill the worker.
-    wait_until(lambda: len({h[-1]["node"] for h in trial_histories(tmp_path, "loss").values() if h}) == 2, 300, "trials on both nodes")
+    # HeimdallNet only: its epochs take seconds, so the worker's trial is mid-run when the node dies
+    # (the least-squares network finishes a smoke trial in about as long as it takes to look).
+    space = tmp_path / "slow.yaml"
+    space.write_text("family: localization\nparameters:\n  architecture: heimdall_net\n  dropout: 0.1\n"
+                     "  learning_rate: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}\n  weight_decay: 1.0e-4\n  batch_size: 16\n")  # fmt: skip
+    arguments = launch_arguments(cluster, tmp_path, "loss", 4, 6, "--max-failures", "3", "--search-space", str(space))
+    driver = start_sweeper(tmp_path, *arguments, env=cluster.env, log=tmp_path / "driver.log")
+    # Wait until both nodes run a trial that has checkpointed at least one epoch and not finished, then kill the worker.
+    running = lambda: {h[-1]["node"] for h in trial_histories(tmp_path, "loss").values() if h and h[-1]["epoch"] < 6}  # noqa: E731
+    wait_until(lambda: len(running()) == 2, 300, "unfinished trials on both nodes")
     cluster.kill_node("worker")
     killed_at = {trial: len(history) for trial, history in trial_histories(tmp_path, "loss").items()}
     assert driver.wait(timeout=900) == 0, (tmp_path / "driver.log").read_text()[-3000:]
