@@ -33,6 +33,7 @@ from search_spaces import SearchSpace, parse_search_space
 from sweeper.cluster import concurrent_slots, start_ray
 from sweeper.journal import TrialLogger, open_sweep_log
 from sweeper.launch import build_tuner
+from sweeper.objectives import Objective
 from sweeper.strategies import Budget, tpe
 from sweeper.sweeps import journal_dir
 from sweeper.tracking import SWEEP_KEY
@@ -171,7 +172,7 @@ def full_stack_tuner(
     trainable = tune.with_resources(tune.with_parameters(tune_trial, work=work), {"cpu": 1.0, "gpu": 0.0})
     callback = TrialLogger(tracking_uri, FAMILY, name, journal_dir(str(storage), name), work.epochs)
     sampler = tpe(Budget(trials, work.epochs, seed=0))
-    return build_tuner(trainable, space, METRIC, MODE, trials=trials, sampler=sampler, scheduler=FIFOScheduler(), max_concurrent=slots,
+    return build_tuner(trainable, space, (Objective(METRIC, MODE),), trials=trials, sampler=sampler, scheduler=FIFOScheduler(), max_concurrent=slots,
                        max_failures=2, storage=str(storage), name=name, callbacks=[callback])  # fmt: skip
 
 

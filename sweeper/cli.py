@@ -24,8 +24,8 @@ logger = logging.getLogger("sweeper")
 INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command ended by Ctrl-C
 # The registries' names, written out so that `sweeper --help` need not import Optuna and Ray
 # (tests/sweeper/test_strategies.py checks them against sweeper.strategies).
-SAMPLER_NAMES = "tpe, random, gp, qmc"
-SCHEDULER_NAMES = "asha, hyperband, median, fifo"
+SAMPLER_NAMES = ("cmaes", "gp", "nsga2", "qmc", "random", "tpe")
+SCHEDULER_NAMES = ("asha", "fifo", "hyperband", "median", "pbt")
 FAIL_ON = ("demote", "keep_experimental")  # verdicts from worst up: --fail-on X fails on X and everything below it
 
 
@@ -48,14 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--data", type=Path, help="your own Parquet file in the family's schema")
     launch.add_argument("--search-space", type=Path, help="your own search-space YAML (default: the family's)")
     strategies = launch.add_argument_group("search strategy (sweeper/strategies.py)")
-    strategies.add_argument("--sampler", default="tpe", help=f"which configs to try: {SAMPLER_NAMES} (default tpe)")
-    strategies.add_argument("--scheduler", default="asha", help=f"which trials to stop early: {SCHEDULER_NAMES} (default asha)")
-    strategies.add_argument("--startup", type=int, help="tpe, gp: random trials before modelling (default: a quarter of the trials, 3 to 10)")
+    strategies.add_argument("--objectives", type=_names, nargs="?", const=("default",), default=(), metavar="NAME[,NAME...]",
+                            help="search for the Pareto front of several objectives: the validation metric and "
+                                 "latency_ms_p95, latency_ms_p50 or param_count (alone: the family's default pair)")
+    # Checked by the registries, not argparse, so a wrong name gets the one-line error every user error gets.
+    strategies.add_argument("--sampler", default="tpe", help=f"which configs to try: {', '.join(SAMPLER_NAMES)} (default tpe)")
+    strategies.add_argument("--scheduler", help=f"which trials to stop early: {', '.join(SCHEDULER_NAMES)} (default asha; fifo with --objectives)")
+    strategies.add_argument("--startup", type=int, help="tpe, gp, cmaes: random trials before modelling (default: a quarter of the trials, 3 to 10)")
+    strategies.add_argument("--population", type=int, help="nsga2: trials per generation (default: a quarter of the trials, 4 to 50)")
     strategies.add_argument("--grace-period", type=int, help="asha, median: epochs before a trial may be stopped (default: a third of the epochs)")
     strategies.add_argument("--reduction-factor", type=float, help="asha, hyperband: keep 1 / this at each rung (default 3)")
-    strategies.add_argument("--warm-start", type=lambda value: tuple(value.split(",")), default=(), metavar="SWEEP[,SWEEP...]",
+    strategies.add_argument("--perturbation-interval", type=int, help="pbt: epochs between exploit-and-explore steps (default: a quarter of the epochs)")
+    strategies.add_argument("--mutate", type=_names, metavar="NAME[,NAME...]",
+                            help="pbt: the settings it perturbs (default: learning_rate, weight_decay, dropout)")
+    strategies.add_argument("--warm-start", type=_names, default=(), metavar="SWEEP[,SWEEP...]",
                             help="feed the finished trials of earlier sweeps of this family (same --storage) to the sampler")
     strategies.add_argument("--brackets", type=int, help="asha, hyperband: brackets of different aggressiveness (default 1 and 3)")
+    launch.add_argument("--time-budget", type=float, dest="time_budget_s", metavar="SECONDS",
+                        help="end the sweep after this many seconds: running trials stop, no new ones start (default: none)")
     launch.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose process or node dies, from its last checkpoint (default 2)")
     launch.add_argument("--memory-budget-gb", type=float, help="largest --data a node may hold in memory (default: its Ray object store, 30%% of its memory)")
 
@@ -72,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("sweep", help="the sweep's name (as given to or printed by launch)")
     promote.add_argument("--seeds", type=_seeds, default="auto",
                          help="seeds per model, or auto (default): rounds from the policy's min_seeds to max_seeds until the verdict is clear")
+    promote.add_argument("--candidate", metavar="TRIAL", help="the trial to promote (default: the best; with --objectives, "
+                         "the Pareto-front member with the best metric inside the policy's latency budget)")
     promote.add_argument("--fail-on", choices=FAIL_ON, help="exit with code 1 when the verdict is this or worse (for CI pipelines)")
     promote.add_argument("--json", action="store_true", help="print the verdict and every criterion as JSON on stdout")
     promote.add_argument("--epochs", type=int, help="epochs per run (default: the sweep's)")
@@ -87,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--top-k", type=int, default=1, help="how many of the best trials (default 1)")
     export.add_argument("--metric", help="validation metric to rank by (default: the family's)")
     export.add_argument("--mode", choices=("min", "max"), help="whether lower or higher --metric is better")
+    export.add_argument("--pareto", action="store_true", help="every member of the sweep's Pareto front (a sweep with --objectives)")
     export.add_argument("--force", action="store_true", help="replace a non-empty --out")
     _add_location(export)
 
@@ -104,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="browse sweeps: the MLflow tracking server and UI, on ./mlflow.db by default (Ctrl-C stops it)")
     add_server_arguments(ui)
     return parser
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
 def _seeds(value: str) -> int | str:
@@ -224,11 +241,23 @@ def _print_summary(summary: SweepSummary) -> None:
         verdict = f"the best trial is {gain:.1%} better" if gain > 0 else f"the best trial is {-gain:.1%} WORSE: no network of this sweep beats it"
         print(f"Non-learned reference on the validation split: {summary.metric} = {reference:.4g}; {verdict}")
     print(f"Config: {summary.best_config}")
+    if summary.pareto_front:
+        _print_front(summary.pareto_front, summary.name)
     print(f"Results and checkpoints: {summary.results_path}")
     if summary.unsent_records:
         print(f"MLflow at {summary.tracking_uri} was unreachable: {summary.unsent_records} records are kept on disk; "
               f"send them with: sweeper sync {summary.name}")  # fmt: skip
     print(f"Browse it: {_browse_command(summary.tracking_uri)}  (experiment {summary.family!r}, run {summary.name!r})")
+
+
+def _print_front(front, sweep: str) -> None:
+    names = [objective.name for objective in front.objectives]
+    members = f"{len(front.trials)} trial{'s' if len(front.trials) > 1 else ''}"
+    print(f"Pareto front of {', '.join(names)}: {members}; hypervolume {front.hypervolume:.4g} "
+          f"against ({', '.join(f'{value:.4g}' for value in front.reference)})")  # fmt: skip
+    for trial, values in zip(front.trials, front.values):
+        print(f"  trial {trial.trial_id} ({trial.config.get('architecture')}): " + ", ".join(f"{n} {v:.4g}" for n, v in zip(names, values)))
+    print(f"Export them with: sweeper export {sweep} --pareto --out FOLDER; promote one with: sweeper promote {sweep} --candidate TRIAL")
 
 
 def _browse_command(tracking_uri: str) -> str:
@@ -313,7 +342,7 @@ def _export(args: argparse.Namespace) -> int:
         folder = export_registered(args.model, args.out, args.tracking_uri, args.force)
         print(f"Exported {args.model} to {folder}")
         return 0
-    for item in export_sweep(args.sweep, args.out, args.top_k, args.metric, args.mode, args.storage, args.force):
+    for item in export_sweep(args.sweep, args.out, args.top_k, args.metric, args.mode, args.storage, args.force, args.pareto):
         print(f"{item.path}  trial {item.trial_id}, epoch {item.epoch}, {item.value:.4g}")
     print("Load one with: import sweeper; model = sweeper.load(FOLDER)")
     return 0

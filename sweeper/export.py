@@ -17,7 +17,8 @@ import numpy as np
 
 from mlflow_server.options import default_tracking_uri
 from sweeper.model_folder import ExportedModel, ExportError, load, read_config, staged, verify, write_folder
-from sweeper.sweeps import DEFAULT_STORAGE, TrialSummary, load_record, rank_trials, summarise_trials
+from sweeper.objectives import pareto_front, resolve_objectives
+from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, TrialSummary, load_record, rank_trials, summarise_trials
 from sweeper.tracking import PROMOTION_ARTIFACTS, SweepTracker, check_reachable
 from trainables.data.tables import Schema, read_table, write_table
 from trainables.errors import ConfigError, DataError
@@ -39,11 +40,14 @@ class Exported:
 
 def export_sweep(
     sweep: str, out: Path, top_k: int = 1, metric: str | None = None, mode: str | None = None,
-    storage: str = DEFAULT_STORAGE, force: bool = False,
+    storage: str = DEFAULT_STORAGE, force: bool = False, pareto: bool = False,
 ) -> list[Exported]:  # fmt: skip
-    """Export the ``top_k`` best trials of ``sweep`` to ``out/rank<N>-<trial>``, atomically."""
+    """Export the ``top_k`` best trials of ``sweep`` to ``out/rank<N>-<trial>``, or with ``pareto``
+    its Pareto front, best metric first, to ``out/pareto<N>-<trial>``; atomically."""
     if top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
+    if pareto and (top_k != 1 or metric is not None):
+        raise ConfigError("--pareto exports the whole front, ranked by the sweep's first objective; drop --top-k and --metric")
     record = load_record(sweep, storage)
     family = get_family(record.family)
     metric, mode = _metric(family, metric, mode)
@@ -53,15 +57,27 @@ def export_sweep(
         raise ExportError(f"every trial of sweep {sweep!r} diverged; nothing to export. Narrow the learning_rate range and launch again")
     if not ranked:
         raise ExportError(f"sweep {sweep!r} has no finished, non-diverged trial with {metric}; nothing to export")
-    if len(ranked) < top_k:
-        logger.warning("sweep %s has only %d usable trials; exporting those", sweep, len(ranked))
+    if pareto:
+        chosen, prefix = _front(record, family, ranked), "pareto"
+    else:
+        chosen, prefix = ranked[:top_k], "rank"
+        if len(ranked) < top_k:
+            logger.warning("sweep %s has only %d usable trials; exporting those", sweep, len(ranked))
     exported = []
     with staged(out, force) as staging:
-        for rank, trial in enumerate(ranked[:top_k], start=1):
-            name = f"rank{rank}-{trial.trial_id}"
+        for rank, trial in enumerate(chosen, start=1):
+            name = f"{prefix}{rank}-{trial.trial_id}"
             write_folder(_from_checkpoint(trial, family, record.name, metric), staging / name)
             exported.append(Exported(out.resolve() / name, trial.trial_id, trial.best_epoch, trial.best_value))
     return exported
+
+
+def _front(record: SweepRecord, family: Family, ranked: list[TrialSummary]) -> tuple[TrialSummary, ...]:
+    objectives = resolve_objectives(family, record.objectives)
+    if len(objectives) == 1:
+        raise ConfigError(f"sweep {record.name!r} searched one objective and has no Pareto front; "
+                          "launch with --objectives, or export with --top-k")  # fmt: skip
+    return pareto_front(ranked, objectives).trials
 
 
 def _metric(family: Family, metric: str | None, mode: str | None) -> tuple[str, str]:

@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NoReturn, Sequence
 
 import optuna
 import pyarrow.fs
@@ -18,8 +18,8 @@ import pyarrow.parquet
 import ray
 from ray import tune
 from ray.tune import ExperimentAnalysis
-from ray.tune.schedulers import TrialScheduler
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from mlflow_server.options import default_tracking_uri
@@ -28,6 +28,7 @@ from sweeper import strategies
 from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, physical_memory, start_ray
 from sweeper.decision import relative_gain
 from sweeper.journal import SweepLog, TrialLogger, open_sweep_log
+from sweeper.objectives import FRONT_TAG, Front, Objective, pareto_front, resolve_objectives
 from sweeper.strategies import SAMPLERS, SCHEDULERS, Budget
 from sweeper.summary import write_summary
 from sweeper.sweeps import (
@@ -82,13 +83,18 @@ class LaunchOptions:
     address: str | None = None  # an existing Ray cluster; default: start Ray locally
     data: Path | None = None  # the user's Parquet file instead of the family's generator
     search_space: Path | None = None  # the user's YAML instead of the family's
-    scheduler: str = "asha"  # sweeper/strategies.py: asha, hyperband, median, fifo
-    sampler: str = "tpe"  # sweeper/strategies.py: tpe, random, gp, qmc
+    objectives: tuple[str, ...] = ()  # several: a Pareto search (sweeper/objectives.py); () the main metric alone
+    scheduler: str | None = None  # sweeper/strategies.py; default asha, fifo with several objectives
+    sampler: str = "tpe"  # sweeper/strategies.py: tpe, nsga2, cmaes, gp, qmc, random
     grace_period: int | None = None  # scheduler settings; None: the strategy's default
     reduction_factor: float | None = None
     brackets: int | None = None
-    startup: int | None = None  # sampler setting: random trials before modelling
+    perturbation_interval: int | None = None
+    mutate: tuple[str, ...] | None = None
+    startup: int | None = None  # sampler settings: random trials before modelling
+    population: int | None = None
     warm_start: tuple[str, ...] = ()  # earlier sweeps of the family (same storage) whose trials seed the study
+    time_budget_s: float | None = None  # stop starting and running trials after this many seconds
     max_failures: int = 2  # retries of a trial whose process or node died, from its last checkpoint
     memory_budget_gb: float | None = None  # for --data; default: the object store of the nodes
 
@@ -106,6 +112,7 @@ class SweepPlan:
     epochs: int
     storage: str
     tracking_uri: str
+    objectives: tuple[Objective, ...]
     sampler: optuna.samplers.BaseSampler
     scheduler: TrialScheduler
     warm_trials: tuple[optuna.trial.FrozenTrial, ...] = ()
@@ -126,6 +133,7 @@ class SweepSummary:
     best_config: dict[str, Any]
     best_epoch: int
     reference: dict[str, float] = field(default_factory=dict)  # the non-learned reference, validation split
+    pareto_front: Front | None = None  # with several objectives
     unsent_records: int = 0  # still in the journal: MLflow was unreachable at the end
 
     @property
@@ -150,7 +158,7 @@ def plan_sweep(options: LaunchOptions) -> SweepPlan:
     _check_positive(grace_period=options.grace_period, brackets=options.brackets, startup=options.startup)
     if options.reduction_factor is not None and options.reduction_factor <= 1:
         raise ConfigError(f"--reduction-factor must be greater than 1, got {options.reduction_factor}")
-    _check_positive(memory_budget_gb=options.memory_budget_gb)
+    _check_positive(memory_budget_gb=options.memory_budget_gb, time_budget=options.time_budget_s)
     if options.address is None:
         check_fits(options.cpus_per_trial, options.gpus_per_trial, [local_resources()])
         _check_data_budget(options, OBJECT_STORE_FRACTION * physical_memory(), "Ray's object store: 30% of this machine's memory")
@@ -162,20 +170,30 @@ def plan_sweep(options: LaunchOptions) -> SweepPlan:
     tracking_uri = options.tracking_uri or default_tracking_uri()
     check_reachable(tracking_uri)
     trials, epochs = options.trials or preset.trials, options.epochs or preset.epochs
-    budget = Budget(trials, epochs, options.seed)
-    scheduler = strategies.create(SCHEDULERS, options.scheduler, budget, _settings(options, "grace_period", "reduction_factor", "brackets"))
-    sampler = strategies.create(SAMPLERS, options.sampler, budget, _settings(options, "startup"))
-    warm = tuple(warm_trials(options.warm_start, storage, family, space)) if options.warm_start else ()
+    objectives = resolve_objectives(family, options.objectives)
+    budget = Budget(trials, epochs, options.seed, space, len(objectives))
+    scheduler_settings = _settings(options, "grace_period", "reduction_factor", "brackets", "perturbation_interval", "mutate")
+    scheduler = strategies.create(SCHEDULERS, options.scheduler or default_scheduler(objectives), budget, scheduler_settings)
+    sampler = strategies.create(SAMPLERS, options.sampler, budget, _settings(options, "startup", "population"))
+    if options.warm_start and isinstance(scheduler, PopulationBasedTraining):
+        raise ConfigError("--warm-start feeds earlier trials to the sampler, and pbt's sampler only draws the first population; drop one of them")
+    warm = tuple(warm_trials(options.warm_start, storage, family, space, objectives)) if options.warm_start else ()
     return SweepPlan(
         options, family, preset, space, name,
         trials=trials,
         epochs=epochs,
         storage=storage,
         tracking_uri=tracking_uri,
+        objectives=objectives,
         sampler=sampler,
         scheduler=scheduler,
         warm_trials=warm,
     )  # fmt: skip
+
+
+def default_scheduler(objectives: Sequence[Objective]) -> str:
+    """ASHA for one objective; FIFO for several, as ASHA would rank trials by the first alone."""
+    return "asha" if len(objectives) == 1 else "fifo"
 
 
 def _settings(options: LaunchOptions, *names: str) -> dict[str, Any]:
@@ -253,7 +271,8 @@ def _fit(tuner: tune.Tuner, family: Family, space: SearchSpace, record: SweepRec
     except KeyboardInterrupt:  # a second Ctrl-C skips that save; resume starts from the one before
         trials = summarise_trials(record, family.validation_metric, family.mode)
     unfinished = [trial.trial_id for trial in trials if trial.status in ("running", "pending")]
-    if unfinished or len(trials) < record.trials:
+    # A spent time budget ends the sweep before all its trials started; Ray stopped the running ones.
+    if unfinished or (len(trials) < record.trials and record.time_budget_s is None):
         _mark_runs(log, unfinished, "interrupted", "KILLED")  # an unreachable MLflow gets it on resume (journal)
         raise SweepInterrupted(record.name, record.storage, address)
     return _summarise(family, space, record, log, reference, trials)
@@ -286,14 +305,14 @@ def _tuner(plan: SweepPlan, data: DataSplits, record: SweepRecord) -> tune.Tuner
     return build_tuner(
         trainable(record, family, data),
         plan.space,
-        family.validation_metric,
-        family.mode,
+        plan.objectives,
         trials=plan.trials,
         sampler=plan.sampler,
         scheduler=plan.scheduler,
         warm_trials=plan.warm_trials,
         max_concurrent=_max_concurrent(options),
         max_failures=options.max_failures,
+        time_budget_s=options.time_budget_s,
         storage=plan.storage,
         name=plan.name,
         callbacks=[TrialLogger(record.tracking_uri, record.family, record.name, record.journal_dir, record.epochs)],
@@ -303,8 +322,7 @@ def _tuner(plan: SweepPlan, data: DataSplits, record: SweepRecord) -> tune.Tuner
 def build_tuner(
     trainable: Any,
     space: SearchSpace,
-    metric: str,
-    mode: str,
+    objectives: Sequence[Objective],
     *,
     trials: int,
     sampler: optuna.samplers.BaseSampler,
@@ -315,23 +333,33 @@ def build_tuner(
     name: str,
     callbacks: list[Any],
     warm_trials: Sequence[optuna.trial.FrozenTrial] = (),
+    time_budget_s: float | None = None,
 ) -> tune.Tuner:
-    """The sweep's Tuner around any function trainable that reports ``metric`` and checkpoints."""
-    # A define-by-run searcher ignores TuneConfig's metric and mode: it needs its own.
-    study_storage = warm_storage(warm_trials, mode) if warm_trials else None
-    optuna_search = OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, storage=study_storage, study_name=STUDY_NAME)
+    """The sweep's Tuner around any function trainable that reports the ``objectives`` and checkpoints.
+    The scheduler and checkpoint ranking go by the first objective."""
+    metric, mode = objectives[0].name, objectives[0].mode
+    if isinstance(scheduler, PopulationBasedTraining):
+        # Ray's PBT refuses search algorithms: the sampler draws the starting population up front.
+        search_alg = BasicVariantGenerator(points_to_evaluate=population(space, sampler, trials), max_concurrent=max_concurrent)
+        param_space = dict.fromkeys(space.names)  # Ray takes only the keys it has: None where a parameter does not apply
+        keep = None  # a trial may copy another's checkpoint at any time: deleting one breaks the copy (Ray warns)
+    else:
+        search_alg = ConcurrencyLimiter(optuna_searcher(space, objectives, sampler, warm_trials), max_concurrent=max_concurrent)
+        param_space, keep = None, 2  # the best epoch and the latest (Ray always keeps the latest, for resuming)
     # With num_to_keep, Ray saves the experiment state whenever a trial has checkpointed that many
     # times since the last save, so the state never names a deleted checkpoint; short epochs make
     # that frequent. Fresh state is what `sweeper resume` restores from: keep it, skip the warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     return tune.Tuner(
         trainable,
+        param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=metric,
             mode=mode,
-            search_alg=ConcurrencyLimiter(optuna_search, max_concurrent=max_concurrent),
+            search_alg=search_alg,
             scheduler=scheduler,
             num_samples=trials,
+            time_budget_s=time_budget_s,
             reuse_actors=True,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
@@ -339,14 +367,36 @@ def build_tuner(
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage,
-            # The best epochs and the latest (Ray always keeps the latest, for resuming).
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=keep, checkpoint_score_attribute=metric, checkpoint_score_order=mode),
             # A trial whose process or node dies starts again from its last checkpoint.
             failure_config=tune.FailureConfig(max_failures=max_failures),
             callbacks=callbacks,
             verbose=1,
         ),
     )
+
+
+def optuna_searcher(space: SearchSpace, objectives: Sequence[Objective], sampler: optuna.samplers.BaseSampler,
+                    warm_trials: Sequence[optuna.trial.FrozenTrial]) -> OptunaSearch:  # fmt: skip
+    """Ray's Optuna searcher over ``space``, told the values of every objective; warm-started
+    from ``warm_trials`` if any. A define-by-run searcher ignores TuneConfig's metric and mode."""
+    names, modes = [o.name for o in objectives], [o.mode for o in objectives]
+    several = len(objectives) > 1
+    return OptunaSearch(
+        space=space, metric=names if several else names[0], mode=modes if several else modes[0], sampler=sampler,
+        storage=warm_storage(warm_trials, modes) if warm_trials else None, study_name=STUDY_NAME,
+    )  # fmt: skip
+
+
+def population(space: SearchSpace, sampler: optuna.samplers.BaseSampler, size: int) -> list[dict[str, Any]]:
+    """``size`` configs drawn from ``space`` by ``sampler`` with no results to learn from."""
+    study = optuna.create_study(sampler=sampler)
+    configs = []
+    for _ in range(size):
+        trial = study.ask()
+        constants = space(trial)
+        configs.append({**trial.params, **constants})
+    return configs
 
 
 def trial_name(trial: Any) -> str:
@@ -370,6 +420,8 @@ def _record(plan: SweepPlan, parent_run_id: str) -> SweepRecord:
         search_space=plan.space.source,
         cpus_per_trial=options.cpus_per_trial,
         gpus_per_trial=options.gpus_per_trial,
+        time_budget_s=options.time_budget_s,
+        objectives=tuple(objective.name for objective in plan.objectives),
         options={k: str(v) for k, v in asdict(options).items() if v is not None},
     )
 
@@ -379,20 +431,19 @@ def _summarise(family: Family, space: SearchSpace, record: SweepRecord, log: Swe
     """Log the summary of the finished sweep, as read back from storage (as any later command will)."""
     statuses = [trial.status for trial in trials]
     by_status = {status: statuses.count(status) for status in sorted(set(statuses))}
-    summary_dir = record.journal_dir / "summary"  # kept: the journal may send it later
-    write_summary(trials, space, family.validation_metric, family.mode, summary_dir)
-    log.log_artifacts(SWEEP_KEY, summary_dir, "summary")
     ranked = rank_trials(trials, family.mode)
+    objectives = resolve_objectives(family, record.objectives)
+    front = pareto_front(ranked, objectives) if len(objectives) > 1 and ranked else None
+    summary_dir = record.journal_dir / "summary"  # kept: the journal may send it later
+    write_summary(trials, space, objectives, summary_dir, front.trial_ids if front else ())
+    log.log_artifacts(SWEEP_KEY, summary_dir, "summary")
     log.log(SWEEP_KEY, tags={f"sweeper.trials_{k}": v for k, v in by_status.items()})
     if not ranked:
         log.finish(SWEEP_KEY, "failed", "FAILED")
         log.drain()
-        if by_status.get("diverged") == len(statuses):
-            raise AllTrialsDivergedError(
-                f"every trial of sweep {record.name!r} diverged ({len(statuses)} of {len(statuses)}); "
-                "narrow the learning_rate range of the search space"
-            )
-        raise RuntimeError(f"no trial of sweep {record.name!r} finished: {by_status}")
+        _raise_no_usable_trial(record, by_status)
+    if front:
+        _log_front(log, front)
     best = ranked[0]
     tags = {"sweeper.best_trial_id": best.trial_id}
     if family.metric in reference:
@@ -414,8 +465,35 @@ def _summarise(family: Family, space: SearchSpace, record: SweepRecord, log: Swe
         best_config=best.config,
         best_epoch=best.best_epoch,
         reference=dict(reference),
+        pareto_front=front,
         unsent_records=len(log.journal.pending()),
     )
+
+
+def _raise_no_usable_trial(record: SweepRecord, by_status: Mapping[str, int]) -> NoReturn:
+    trials = sum(by_status.values())
+    if by_status.get("diverged") == trials:
+        raise AllTrialsDivergedError(
+            f"every trial of sweep {record.name!r} diverged ({trials} of {trials}); narrow the learning_rate range of the search space"
+        )
+    if record.time_budget_s is not None:
+        raise UserError(
+            f"the time budget of sweep {record.name!r} ({record.time_budget_s:g} s) ended before any trial finished an epoch; "
+            "raise --time-budget"
+        )
+    raise RuntimeError(f"no trial of sweep {record.name!r} finished: {by_status}")
+
+
+def _log_front(log: SweepLog, front: Front) -> None:
+    """Mark the front's trial runs, and give the sweep's run its members and hypervolume."""
+    for trial_id in front.trial_ids:
+        log.log(trial_key(trial_id), tags={FRONT_TAG: "true"})
+    reference = ", ".join(f"{o.name}={value:.6g}" for o, value in zip(front.objectives, front.reference))
+    log.log(SWEEP_KEY, {"pareto_hypervolume": front.hypervolume, "pareto_front_size": len(front.trials)}, tags={
+        "sweeper.objectives": ",".join(o.name for o in front.objectives),
+        "sweeper.hypervolume_reference": reference,
+        FRONT_TAG: ",".join(front.trial_ids),
+    })  # fmt: skip
 
 
 def _check_positive(**values: float | None) -> None:

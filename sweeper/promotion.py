@@ -31,6 +31,7 @@ from sweeper.interrupts import ctrl_c_deferred
 from sweeper.memory import peak_forward_memory_mb
 from sweeper.decision import Interval, Measured, ModelEvidence, Verdict, decide, gain_interval, measured_rows, sequential_looks, should_stop
 from sweeper.model_folder import PROGRAM, ExportedModel, instantiate, write_folder
+from sweeper.objectives import LATENCY, objective_values, pareto_front, resolve_objectives
 from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, TrialSummary, load_record, rank_trials, summarise_trials
 from sweeper.tracking import PROMOTION_ARTIFACTS, SweepTracker, check_reachable
 from trainables.data import DataSplits
@@ -68,6 +69,7 @@ class PromoteOptions:
     cpus_per_trial: float | None = None  # default: the sweep's
     gpus_per_trial: float | None = None
     address: str | None = None  # an existing Ray cluster; default: local Ray
+    candidate: str | None = None  # a trial id; default: the best trial (see choose_candidate)
 
 
 @dataclass(frozen=True)
@@ -168,9 +170,9 @@ def _plan(options: PromoteOptions) -> _Plan:
                 "Narrow the learning_rate range and launch again"
             )
         raise NothingToPromoteError(f"sweep {record.name!r} has no finished trial (trial states: {', '.join(statuses)}); finish or resume it first")
-    candidate = ranked[0]
-    settings = TrainSettings(family=family.name, epochs=options.epochs or record.epochs, seed=record.seed)
     policy = promotion.policy
+    candidate = choose_candidate(ranked, record, family, policy, options.candidate)
+    settings = TrainSettings(family=family.name, epochs=options.epochs or record.epochs, seed=record.seed)
     looks = sequential_looks(policy) if options.seeds == AUTO else [(int(options.seeds), policy.confidence, True)]
     return _Plan(
         options, record, family, policy, {CANDIDATE: dict(candidate.config), **promotion.baselines}, candidate,
@@ -178,6 +180,26 @@ def _plan(options: PromoteOptions) -> _Plan:
         cpus=options.cpus_per_trial or record.cpus_per_trial,
         gpus=options.gpus_per_trial if options.gpus_per_trial is not None else record.gpus_per_trial,
     )  # fmt: skip
+
+
+def choose_candidate(ranked: Sequence[TrialSummary], record: SweepRecord, family: Family, policy: Policy, trial_id: str | None) -> TrialSummary:
+    """The trial ``trial_id``; by default the best trial by the main metric, or, for a sweep of
+    several objectives, the front member with the best main metric inside the latency budget."""
+    if trial_id is not None:
+        by_id = {trial.trial_id: trial for trial in ranked}
+        if trial_id not in by_id:
+            raise ConfigError(f"--candidate {trial_id}: not a finished, non-diverged trial of sweep {record.name!r}; "
+                              f"choose one of {', '.join(by_id)} (sweeper status {record.name})")  # fmt: skip
+        return by_id[trial_id]
+    objectives = resolve_objectives(family, record.objectives)
+    if len(objectives) == 1:
+        return ranked[0]
+    front = pareto_front(ranked, objectives).trials
+    budget = policy.latency_budget_ms
+    inside = [trial for trial in front if budget is None or objective_values(trial, [LATENCY])[0] <= budget]
+    if not inside:
+        logger.warning("no member of the Pareto front is inside the %s ms latency budget; promoting the most accurate one", budget)
+    return (inside or front)[0]
 
 
 # ---------------------------------------------------------------- retraining on Ray

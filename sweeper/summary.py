@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Callable
+from functools import partial
+from typing import Callable, Sequence
 
 import matplotlib
 
@@ -22,6 +23,7 @@ from matplotlib import pyplot as plt  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
 from search_spaces import SearchSpace  # noqa: E402
+from sweeper.objectives import Objective, objective_values  # noqa: E402
 from sweeper.sweeps import TrialSummary  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -32,11 +34,13 @@ PLOTS: dict[str, Callable[[optuna.Study], object]] = {
     "parameter_importance.png": optuna_plots.plot_param_importances,
     "parallel_coordinate.png": optuna_plots.plot_parallel_coordinate,
 }
+PARETO_PLOT = "pareto_front.png"
 CONSTANTS = ("param_count", "latency_ms_p50", "latency_ms_p95")
 
 
-def trial_rows(trials: list[TrialSummary], metric: str) -> list[dict[str, object]]:
-    """One row per trial: identity, outcome, node, best metric and every hyperparameter."""
+def trial_rows(trials: list[TrialSummary], metric: str, front: Sequence[str] = ()) -> list[dict[str, object]]:
+    """One row per trial: identity, outcome, node, best metric and every hyperparameter; with
+    several objectives, whether the trial is on the Pareto front."""
     rows = []
     for trial in trials:
         last = trial.history.iloc[-1] if len(trial.history) else {}
@@ -48,6 +52,7 @@ def trial_rows(trials: list[TrialSummary], metric: str) -> list[dict[str, object
             "best_epoch": trial.best_epoch,
             f"best_{metric}": trial.best_value if trial.best_epoch is not None else None,
             **{name: float(last[name]) for name in CONSTANTS if name in getattr(last, "index", ())},
+            **({"pareto_front": trial.trial_id in front} if front else {}),
         }
         rows.append({**row, **{f"config.{key}": value for key, value in trial.config.items()}})
     return rows
@@ -65,31 +70,37 @@ def _one_type(values: list[object]) -> list[object]:
     return [None if v is None else str(v) for v in values] if len(kinds) > 1 and not kinds <= {int, float} else values
 
 
-def rebuild_study(trials: list[TrialSummary], space: SearchSpace, mode: str) -> optuna.Study:
+def rebuild_study(trials: list[TrialSummary], space: SearchSpace, objectives: Sequence[Objective]) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a study in memory for plotting is not news
-    study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
+    study = optuna.create_study(directions=["minimize" if o.mode == "min" else "maximize" for o in objectives])
     for trial in trials:
         distributions = space.distributions(trial.config)
         params = {name: trial.config[name] for name in distributions}
         if trial.best_epoch is None:
-            state, value = optuna.trial.TrialState.FAIL, None
+            state, values = optuna.trial.TrialState.FAIL, None
         else:
-            state, value = optuna.trial.TrialState.COMPLETE, trial.best_value
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value, state=state))
+            state, values = optuna.trial.TrialState.COMPLETE, objective_values(trial, objectives)
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, values=values, state=state))
     return study
 
 
-def write_summary(trials: list[TrialSummary], space: SearchSpace, metric: str, mode: str, directory: Path) -> list[Path]:
-    """The trial table (Parquet) and the search plots (PNG) in ``directory``; returns what was written."""
+def write_summary(trials: list[TrialSummary], space: SearchSpace, objectives: Sequence[Objective], directory: Path,
+                  front: Sequence[str] = ()) -> list[Path]:  # fmt: skip
+    """The trial table (Parquet) and the search plots (PNG) in ``directory``; returns what was
+    written. The search plots are of the first objective; with several, Optuna's Pareto-front plot too."""
     directory.mkdir(parents=True, exist_ok=True)
-    write_trial_table(trial_rows(trials, metric), directory / TRIAL_TABLE)
+    write_trial_table(trial_rows(trials, objectives[0].name, front), directory / TRIAL_TABLE)
     written = [directory / TRIAL_TABLE]
-    study = rebuild_study(trials, space, mode)
-    for name, plot in PLOTS.items():
+    first = rebuild_study(trials, space, objectives[:1])
+    plots = {name: partial(plot, first) for name, plot in PLOTS.items()}
+    if len(objectives) > 1:
+        every = rebuild_study(trials, space, objectives)
+        plots[PARETO_PLOT] = partial(optuna_plots.plot_pareto_front, every, target_names=[o.name for o in objectives])
+    for name, draw in plots.items():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
-                axes = plot(study)
+                axes = draw()
         except (ValueError, RuntimeError) as error:  # e.g. importance needs two finished trials
             logger.info("no %s: %s", name, error)
             continue

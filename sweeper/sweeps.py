@@ -18,6 +18,7 @@ import pyarrow.fs
 
 from trainables.data import cache_dir
 from trainables.errors import UserError
+from trainables.train_loop import applicable
 
 RECORD_FILE = "sweeper.json"
 DEFAULT_STORAGE = "ray_results"
@@ -45,6 +46,8 @@ class SweepRecord:
     search_space: str
     cpus_per_trial: float
     gpus_per_trial: float
+    time_budget_s: float | None = None  # the sweep ends when it is spent, whatever trials remain
+    objectives: tuple[str, ...] = ()  # what the sampler optimised, the main metric first; () the main metric alone
     options: Mapping[str, Any] = field(default_factory=dict)  # every launch option, for the record
 
     @property
@@ -161,7 +164,7 @@ def _summarise(analysis, trial, frame: pd.DataFrame | None, record: SweepRecord,
     return TrialSummary(
         trial_id=trial.trial_id,
         status=status,
-        config=dict(trial.config),
+        config=applicable(trial.config),
         node=str(last.get("node") or last.get("hostname") or "unknown"),
         history=frame,
         best_value=best_value,

@@ -23,11 +23,12 @@ ROW_KEYS = {"quantity", "value", "target", "met"}
 RESULT_KEYS = {
     "orchestration": {"ray_start_s", "slots", "per_repeat", "spread", "mlflow_trial_runs", "anchors"},
     "trainable": {"samples_per_s", "overhead", "latency_probe_s", "checkpoint_save_s"},
-    "early_stopping": {"metric", "sweeps", "comparisons", "anchor"},
     "attention": {"memory_cap_mb", "memory", "timing", "crossover", "performer_error"},
     "latency": {"cases"},
     "learning": {"localization"},
     "calibration": {"policy", "table"},
+    "search_quality": {"metric", "sweeps", "comparisons", "anchor"},
+    "pareto": {"objectives", "points", "comparisons"},
 }
 
 

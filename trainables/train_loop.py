@@ -64,6 +64,7 @@ def train(
     after its epoch.
     """
     family = get_family(settings.family)
+    config = applicable(config)
     device = default_device()
     seed = int(config.get("seed", settings.seed))
     torch.manual_seed(seed)
@@ -78,6 +79,7 @@ def train(
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
+        apply_optimizer_settings(optimizer, scheduler, config, resume["config"])
         start_epoch = resume["epoch"]
     constants = {
         "param_count": sum(p.numel() for p in model.parameters()),
@@ -112,6 +114,12 @@ def train(
         report(metrics, state)
 
 
+def applicable(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config without the parameters that do not apply to it: a population-based sweep gives
+    every trial every key of the search space, None where its architecture has no use for it."""
+    return {key: value for key, value in config.items() if value is not None}
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -120,6 +128,18 @@ def build_model(family: Family, config: Mapping[str, Any], context: Mapping[str,
     """The model a trial config describes: every key but the training settings is a hyperparameter."""
     hyper = {k: v for k, v in config.items() if k not in family.training_settings and k not in ("architecture", "seed")}
     return create_model(family.name, config["architecture"], context, **hyper)
+
+
+def apply_optimizer_settings(optimizer: torch.optim.Optimizer, scheduler: Any, config: Mapping[str, Any], resumed: Mapping[str, Any]) -> None:
+    """Restoring an optimizer restores its learning rate and weight decay; population-based
+    training resumes a checkpoint under a config whose values it perturbed, which must win. The
+    learning rate is rescaled, so a schedule keeps its shape at the new peak."""
+    factor = float(config["learning_rate"]) / float(resumed["learning_rate"])
+    for group in optimizer.param_groups:
+        group["lr"] *= factor
+        group["weight_decay"] = float(config["weight_decay"])
+    if hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [rate * factor for rate in scheduler.base_lrs]
 
 
 def _optimizer(model: nn.Module, config: Mapping[str, Any]) -> torch.optim.Optimizer:

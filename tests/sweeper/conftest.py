@@ -49,3 +49,13 @@ def promoted(smoke_sweep) -> Promotion:
     (run,) = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'promotion'")
     (parent,) = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'sweep'")
     return Promotion(completed.stdout, run, parent)
+
+
+@pytest.fixture(scope="session")
+def pareto_sweep(tmp_path_factory) -> Sweep:
+    """A smoke sweep of two objectives (response_time's default pair: error and parameter count) with NSGA-II."""
+    workdir = tmp_path_factory.mktemp("pareto")
+    completed = sweeper(workdir, "launch", "response_time", "--preset", "smoke", "--trials", "5", "--objectives",
+                        "--sampler", "nsga2", "--name", "pareto-sweep")  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return Sweep(workdir, "pareto-sweep", completed.stdout)

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import optuna
 import psutil
 import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from ray.tune import ExperimentAnalysis
+from ray.tune.search.optuna import OptunaSearch
 
 from sweeper import load
 from tests.cli import start_sweeper, sweeper
@@ -101,12 +103,12 @@ class ResumedSweep:
 
 @pytest.fixture(scope="module")
 def resumed_sweep(tmp_path_factory) -> ResumedSweep:
-    """A smoke sweep interrupted once its first trial finished, then resumed."""
+    """A smoke sweep of two objectives interrupted once its first trial finished, then resumed."""
     workdir = tmp_path_factory.mktemp("interrupts")
     storage = str(workdir / "results")
     started = time.monotonic()
     process = start_sweeper(workdir, "launch", "localization", "--preset", "smoke", "--name", NAME, "--trials", str(TRIALS),
-                            "--epochs", str(EPOCHS), "--max-concurrent", "1", "--storage", storage,
+                            "--epochs", str(EPOCHS), "--max-concurrent", "1", "--storage", storage, "--objectives",
                             "--tracking-uri", f"sqlite:///{workdir}/mlflow.db", log=workdir / "launch.log")  # fmt: skip
     wait_until(lambda: finished_trials(workdir) >= 1, process, "the first finished trial")
     launch = ctrl_c(process, workdir / "launch.log")
@@ -130,6 +132,13 @@ def test_ctrl_c_during_launch_kills_the_runs_and_resume_finishes_them_without_du
     assert len(keys) == TRIALS and set(keys.values()) == {1}, f"one run per trial: {keys}"
     assert {run.info.status for run in trials} == {"FINISHED"} and parent.info.status == "FINISHED"
     assert {run.data.tags["mlflow.parentRunId"] for run in trials} == {parent.info.run_id}
+    # the restored searcher is the same two-objective study, told every trial once
+    searcher = OptunaSearch()
+    searcher.restore_from_dir(str(storage / NAME))
+    study = searcher._ot_study
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(study.directions) == 2 and len(complete) == TRIALS and all(len(t.values) == 2 for t in complete)
+    assert parent.data.tags["sweeper.objectives"] == "val_mean_error_m,latency_ms_p95" and "pareto_hypervolume" in parent.data.metrics
     print(f"launch interrupted after {resumed_sweep.seconds['launch']:.0f} s, resumed in {resumed_sweep.seconds['resume']:.0f} s")
 
 

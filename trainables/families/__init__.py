@@ -93,10 +93,17 @@ class Family:
     group: str | None = None
     # optional diagnostics for the promotion report: (model -> seeds -> outputs, test targets) -> figures
     plots: Callable[[Mapping[str, Sequence[Sequence[np.ndarray]]], Arrays], dict[str, Any]] | None = None
+    # what a trial costs, the second of the default objectives (`launch --objectives default`)
+    cost: str = "latency_ms_p95"
 
     @property
     def validation_metric(self) -> str:
         return f"val_{self.metric}"
+
+    @property
+    def objectives(self) -> tuple[str, str]:
+        """The default pair a multi-objective sweep trades off: the main metric against the cost."""
+        return (self.validation_metric, self.cost)
 
     @property
     def training_settings(self) -> tuple[str, ...]:
