@@ -31,6 +31,7 @@ def workdir(tmp_path, monkeypatch):
         (["localization", "--objectives", "--sampler", "cmaes"], "sampler 'cmaes' optimises one objective"),
         (["localization", "--scheduler", "pbt", "--mutate", "heads"], "--mutate heads: not sampled for every trial by the search space"),
         (["localization", "--scheduler", "pbt", "--warm-start", "taken"], "--warm-start feeds earlier trials to the sampler"),
+        (["localization", "--scheduler", "median", "--brackets", "2"], "scheduler 'median' does not take --brackets; it takes --grace-period"),
         (["localization", "--time-budget", "0"], "--time-budget must be positive, got 0"),
         (["localization", "--search-space", "bad_space.yaml"], "bad_space.yaml: parameters.architecture.choices: expected a non-empty list"),
         (["localization", "--name", "taken"], "a sweep named 'taken' already exists"),

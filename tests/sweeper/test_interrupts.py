@@ -3,120 +3,22 @@ export: one line and exit code 130, no process left behind, and a state that `sw
 rerun completes, with no duplicate MLflow run and no half-written export folder."""
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import subprocess
-import time
 from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
 
 import optuna
-import psutil
 import pytest
-from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from ray.tune import ExperimentAnalysis
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeper import load
 from tests.cli import start_sweeper, sweeper
+from tests.ctrl_c import assert_one_line_and_130, ctrl_c, wait_until
+from tests.sweeper.conftest import INTERRUPTED_NAME as NAME
+from tests.sweeper.conftest import INTERRUPTED_TRIALS as TRIALS
+from tests.sweeper.conftest import mlflow_runs
 
 pytestmark = pytest.mark.slow
-
-NAME, TRIALS, EPOCHS = "ctrl-c", 4, 2
-INTERRUPTED = 130
-
-
-@dataclass(frozen=True)
-class Interrupted:
-    returncode: int | None
-    output: str
-    leftovers: list[str]  # processes of the command still alive after it exited
-
-
-def wait_until(condition: Callable[[], bool], process: subprocess.Popen, what: str, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert process.poll() is None, f"the command ended (exit code {process.returncode}) before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def ctrl_c(process: subprocess.Popen, log: Path) -> Interrupted:
-    """SIGINT to the whole foreground group, as Ctrl-C in a terminal; then wait for the command to end."""
-    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-    os.killpg(process.pid, signal.SIGINT)
-    try:
-        returncode = process.wait(timeout=120)
-    except subprocess.TimeoutExpired:
-        returncode = None
-    _, alive = psutil.wait_procs(tree, timeout=15)
-    leftovers = [_describe(p) for p in alive]
-    for leftover in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            leftover.kill()  # psutil refuses a pid that was reused meanwhile
-    return Interrupted(returncode, log.read_text(), [p for p in leftovers if p])
-
-
-def _describe(process: psutil.Process) -> str | None:
-    """Its command line, or None if it is gone or a zombie (exited, not yet reaped)."""
-    try:
-        return None if process.status() == psutil.STATUS_ZOMBIE else " ".join(process.cmdline()[:3])
-    except psutil.NoSuchProcess:
-        return None
-
-
-def assert_one_line_and_130(interrupted: Interrupted, advice: str) -> None:
-    assert interrupted.returncode == INTERRUPTED, interrupted.output[-3000:]
-    assert "Traceback" not in interrupted.output, interrupted.output[-3000:]
-    assert interrupted.output.rstrip().splitlines()[-1] == f"sweeper: interrupted; {advice}"
-    assert not interrupted.leftovers, f"left running after Ctrl-C: {interrupted.leftovers}"
-
-
-def mlflow_runs(workdir: Path, kind: str) -> list:
-    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
-    experiment = client.get_experiment_by_name("localization")
-    return client.search_runs([experiment.experiment_id], f"tags.`sweeper.kind` = '{kind}'", run_view_type=ViewType.ACTIVE_ONLY)
-
-
-def finished_trials(workdir: Path) -> int:
-    """Trials whose last epoch is in Ray's result files (read without touching MLflow's database)."""
-    count = 0
-    for results in (workdir / "results" / NAME).glob("trial_*/result.json"):
-        lines = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-        count += bool(lines) and lines[-1]["epoch"] == EPOCHS
-    return count
-
-
-@dataclass(frozen=True)
-class ResumedSweep:
-    workdir: Path
-    launch: Interrupted
-    runs_after_ctrl_c: list
-    resume: subprocess.CompletedProcess
-    seconds: dict[str, float]
-
-
-@pytest.fixture(scope="module")
-def resumed_sweep(tmp_path_factory) -> ResumedSweep:
-    """A smoke sweep of two objectives interrupted once its first trial finished, then resumed."""
-    workdir = tmp_path_factory.mktemp("interrupts")
-    storage = str(workdir / "results")
-    started = time.monotonic()
-    process = start_sweeper(workdir, "launch", "localization", "--preset", "smoke", "--name", NAME, "--trials", str(TRIALS),
-                            "--epochs", str(EPOCHS), "--max-concurrent", "1", "--storage", storage, "--objectives",
-                            "--tracking-uri", f"sqlite:///{workdir}/mlflow.db", log=workdir / "launch.log")  # fmt: skip
-    wait_until(lambda: finished_trials(workdir) >= 1, process, "the first finished trial")
-    launch = ctrl_c(process, workdir / "launch.log")
-    interrupted_at = time.monotonic()
-    runs = mlflow_runs(workdir, "trial") + mlflow_runs(workdir, "sweep")
-    resume = sweeper(workdir, "resume", NAME, "--storage", storage, timeout=600)
-    seconds = {"launch": interrupted_at - started, "resume": time.monotonic() - interrupted_at}
-    return ResumedSweep(workdir, launch, runs, resume, seconds)
 
 
 def test_ctrl_c_during_launch_kills_the_runs_and_resume_finishes_them_without_duplicates(resumed_sweep):
