@@ -43,7 +43,7 @@ class Settings:
 
 
 SIZES = {
-    "tiny": Settings(family="response_time", preset="smoke", budget_s=20, repeats=1, max_trials=4, epochs=2),
+    "tiny": Settings(family="response_time", preset="smoke", budget_s=30, repeats=1, max_trials=2, epochs=2),
     "quick": Settings(family="response_time", preset="quick", budget_s=60, repeats=2, max_trials=20),
     "default": Settings(family="response_time", preset="quick", budget_s=120, repeats=3, max_trials=40),
 }

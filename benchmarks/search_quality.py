@@ -55,7 +55,7 @@ class Settings:
 
 
 SIZES = {
-    "tiny": Settings(family="response_time", preset="smoke", budget_s=20, repeats=1, max_trials=4, epochs=2, strategies=(SEARCH, REFERENCE)),
+    "tiny": Settings(family="response_time", preset="smoke", budget_s=30, repeats=1, max_trials=2, epochs=2, strategies=(SEARCH, REFERENCE)),
     "quick": Settings(family="response_time", preset="quick", budget_s=60, repeats=2, max_trials=20),
     "default": Settings(family="response_time", preset="quick", budget_s=120, repeats=5, max_trials=40),
 }
