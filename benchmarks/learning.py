@@ -1,7 +1,7 @@
 """Whether each family's sweep learns its task: the sweep's best network against the family's
 non-learned reference (and its seed baselines) on the test split.
 
-Per family, the same two steps a user runs: ``sweeper.launch`` of a preset, then
+Per family, the same two steps a user runs: ``sweeper.launcher`` of a preset, then
 ``sweeper.promote``, which retrains the sweep's best trial and the baselines from scratch on
 several seeds and judges them on the test split that no sweep sees, next to the reference
 (least squares, lexical cohesion, an n-gram model, a feature regression) fitted on the training
@@ -28,8 +28,8 @@ import numpy as np
 
 from benchmarks.common import Outcome, Row, figure, format_table, run_measurement, save_figure
 from mlflow_server.options import default_tracking_uri
-from sweeper.launch import LaunchOptions, launch
-from sweeper.promotion import REFERENCE, PromoteOptions, promote
+import sweeper
+from sweeper.promotion import REFERENCE
 from trainables.families import family_names, get_family
 
 
@@ -73,12 +73,13 @@ def run(settings: Settings, plot_path: Path) -> Outcome:
 def run_family(name: str, settings: Settings, folder: Path) -> dict[str, Any]:
     """Launch a sweep of ``name``, promote it, and keep what the comparison needs."""
     start = time.perf_counter()
-    launched = launch(LaunchOptions(
-        family=name, preset=settings.preset, trials=settings.trials, epochs=settings.epochs, name=f"{name}-{settings.preset}",
+    sweep = sweeper.launch(
+        name, preset=settings.preset, trials=settings.trials, epochs=settings.epochs, name=f"{name}-{settings.preset}",
         storage=str(folder / "ray_results"), tracking_uri=default_tracking_uri(folder),
-    ))  # fmt: skip
+    )  # fmt: skip
+    launched = sweep.summary
     sweep_s = time.perf_counter() - start
-    outcome = promote(PromoteOptions(sweep=launched.name, storage=str(folder / "ray_results"), seeds=settings.seeds))
+    outcome = sweep.promote(seeds=settings.seeds)
     gain = outcome.verdict.reference_gain
     return {
         "metric": outcome.metric,

@@ -1,7 +1,7 @@
 """Orchestration efficiency: what the sweep machinery costs per trial, beyond the trials' compute.
 
 The same fixed-work trial (benchmarks/workload.py) runs N times
-  (a) through the full stack, built as sweeper/launch.py builds a sweep: Ray Tune Tuner,
+  (a) through the full stack, built as sweeper/launcher.py builds a sweep: Ray Tune Tuner,
       OptunaSearch over a SearchSpace, ConcurrencyLimiter, reuse_actors, per-epoch checkpoints,
       the TrialLogger writing MLflow parent and nested runs through the sweep journal to SQLite;
       one CPU per trial, as many concurrent trials as cores (FIFO: ASHA would change the work);
@@ -32,7 +32,7 @@ from mlflow_server.options import default_tracking_uri
 from search_spaces import SearchSpace, parse_search_space
 from sweeper.cluster import concurrent_slots, start_ray
 from sweeper.journal import TrialLogger, open_sweep_log
-from sweeper.launch import build_tuner
+from sweeper.launcher import build_tuner
 from sweeper.objectives import Objective
 from sweeper.strategies import Budget, tpe
 from sweeper.sweeps import journal_dir

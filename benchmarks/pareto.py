@@ -1,7 +1,7 @@
 """Multi-objective search: does a sweep of (error, cost) find a better trade-off than a sweep of the
 error alone, in the same wall-clock time?
 
-Per repeat (seed), two real sweeps through ``sweeper.launch`` with the same sampler (TPE), the same
+Per repeat (seed), two real sweeps through ``sweeper.launcher`` with the same sampler (TPE), the same
 scheduler (FIFO: ASHA would rank by the error alone) and the same time budget: one with the
 family's default objectives, one with its main metric only. Both are scored the same way: the
 hypervolume of their usable trials' (best validation error, cost) points against one reference
@@ -22,7 +22,7 @@ import ray
 from benchmarks.common import Outcome, Row, Spread, figure, save_figure
 from mlflow_server.options import default_tracking_uri
 from sweeper.cluster import start_ray
-from sweeper.launch import LaunchOptions, launch
+from sweeper.launcher import LaunchOptions, launch
 from sweeper.objectives import hypervolume, pareto_mask, reference_point, resolve_objectives
 from sweeper.summary import TRIAL_TABLE
 from sweeper.sweeps import load_record

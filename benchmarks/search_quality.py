@@ -1,6 +1,6 @@
 """Search quality: does the sampler + scheduler find a good model sooner than random search?
 
-Each strategy (sampler, scheduler) runs a real sweep through ``sweeper.launch`` with the same
+Each strategy (sampler, scheduler) runs a real sweep through ``sweeper.launcher`` with the same
 wall-clock budget (``time_budget_s``: Ray stops the sweep when it is spent, whatever trials remain)
 on the same preset, once per repeat; a repeat's seed sets the data, the models and the sampler,
 and the order of the strategies rotates with it, so warm caches and the machine's load favour none.
@@ -29,7 +29,7 @@ from mlflow.tracking import MlflowClient
 from benchmarks.common import Outcome, Row, Spread, figure, save_figure
 from mlflow_server.options import default_tracking_uri
 from sweeper.cluster import start_ray
-from sweeper.launch import LaunchOptions, launch
+from sweeper.launcher import LaunchOptions, launch
 from trainables.families import Family, get_family
 
 STRATEGIES = (("tpe", "asha"), ("tpe", "fifo"), ("random", "asha"), ("random", "fifo"))

@@ -16,7 +16,7 @@ from mlflow_server.options import add_arguments as add_server_arguments
 from trainables.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
-    from sweeper.launch import SweepInterrupted, SweepSummary
+    from sweeper.launcher import SweepInterrupted, SweepSummary
 from trainables.families import family_names
 
 logger = logging.getLogger("sweeper")
@@ -171,7 +171,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 def _how_to_continue(args: argparse.Namespace, interrupt: KeyboardInterrupt) -> str:
     """Every command leaves a state its rerun completes: a sweep resumes, the others start over."""
     if args.command in ("launch", "resume"):
-        from sweeper.launch import SweepInterrupted  # loaded already: these commands import it first
+        from sweeper.launcher import SweepInterrupted  # loaded already: these commands import it first
 
         if isinstance(interrupt, SweepInterrupted):
             return f"resume with: {_resume_command(interrupt)}"
@@ -192,39 +192,33 @@ def _resume_command(interrupted: SweepInterrupted) -> str:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from sweeper.launch import LaunchOptions, launch
+    from sweeper import api
 
-    options = {k: v for k, v in vars(args).items() if k != "command"}
-    _print_summary(launch(LaunchOptions(**options)))
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "family")}
+    _print_summary(api.launch(args.family, **options).summary)
     return 0
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from sweeper.launch import resume
+    from sweeper import api
 
-    _print_summary(resume(args.sweep, args.storage, args.address))
+    _print_summary(api.open(args.sweep, args.storage).resume(args.address).summary)
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    from sweeper.journal import Journal
-    from sweeper.sweeps import load_record, rank_trials, summarise_trials
-    from trainables.families import get_family
+    from sweeper import api
 
-    record = load_record(args.sweep, args.storage)
-    family = get_family(record.family)
-    trials = summarise_trials(record, family.validation_metric, family.mode)
-    states = [t.status for t in trials]
-    print(f"Sweep {record.name} ({record.family}): {len(trials)} of {record.trials} trials started; "
-          + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))))  # fmt: skip
-    ranked = rank_trials(trials, family.mode)
-    if ranked:
-        best = ranked[0]
-        print(f"Best so far: trial {best.trial_id} ({best.config.get('architecture')}) {family.validation_metric} = {best.best_value:.4g} at epoch {best.best_epoch}")
-    nodes = sorted({t.node for t in trials if t.node != "unknown"})
-    print(f"Nodes used: {', '.join(nodes) or 'none yet'}")
-    unsent = len(Journal(record.journal_dir).pending()) if record.journal_dir.exists() else 0
-    print(f"MLflow: {record.tracking_uri}" + (f" ({unsent} records not sent yet: sweeper sync {record.name})" if unsent else ", up to date"))
+    sweep = api.open(args.sweep, args.storage)
+    status = sweep.status()
+    print(f"Sweep {status.name} ({status.family}): {status.started} of {status.trials} trials started; "
+          + ", ".join(f"{count} {state}" for state, count in status.by_status.items()))  # fmt: skip
+    if status.best:
+        best = status.best
+        print(f"Best so far: trial {best.trial_id} ({best.config.get('architecture')}) {sweep.family.validation_metric} = {best.best_value:.4g} at epoch {best.best_epoch}")
+    print(f"Nodes used: {', '.join(status.nodes) or 'none yet'}")
+    unsent = status.unsent_records
+    print(f"MLflow: {status.tracking_uri}" + (f" ({unsent} records not sent yet: sweeper sync {status.name})" if unsent else ", up to date"))
     return 0
 
 
@@ -270,12 +264,13 @@ def _browse_command(tracking_uri: str) -> str:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from sweeper.promotion import PromoteOptions, promote
+    from sweeper import api
 
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "fail_on", "json")}
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "fail_on", "json", "sweep", "storage")}
+    sweep = api.open(args.sweep, args.storage)
     # With --json, stdout holds the JSON document alone: what Ray's workers and raylet print goes to stderr.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        outcome = promote(PromoteOptions(**options))
+        outcome = sweep.promote(**options)
     if args.json:
         print(json.dumps(_outcome_json(outcome), indent=2))
     else:
@@ -334,7 +329,8 @@ def _outcome_json(outcome) -> dict:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from sweeper.export import export_registered, export_sweep
+    from sweeper import api
+    from sweeper.export import export_registered
 
     if (args.sweep is None) == (args.model is None):
         raise ConfigError("name a sweep or pass --model models:/FAMILY@ALIAS, not both")
@@ -342,7 +338,9 @@ def _export(args: argparse.Namespace) -> int:
         folder = export_registered(args.model, args.out, args.tracking_uri, args.force)
         print(f"Exported {args.model} to {folder}")
         return 0
-    for item in export_sweep(args.sweep, args.out, args.top_k, args.metric, args.mode, args.storage, args.force, args.pareto):
+    exported = api.open(args.sweep, args.storage).export(args.out, top_k=args.top_k, metric=args.metric, mode=args.mode,
+                                                         pareto=args.pareto, force=args.force)  # fmt: skip
+    for item in exported:
         print(f"{item.path}  trial {item.trial_id}, epoch {item.epoch}, {item.value:.4g}")
     print("Load one with: import sweeper; model = sweeper.load(FOLDER)")
     return 0

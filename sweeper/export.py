@@ -18,7 +18,7 @@ import numpy as np
 from mlflow_server.options import default_tracking_uri
 from sweeper.model_folder import ExportedModel, ExportError, load, read_config, staged, verify, write_folder
 from sweeper.objectives import pareto_front, resolve_objectives
-from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, TrialSummary, load_record, rank_trials, summarise_trials
+from sweeper.sweeps import SweepRecord, TrialSummary, rank_trials, summarise_trials
 from sweeper.tracking import PROMOTION_ARTIFACTS, SweepTracker, check_reachable
 from trainables.data.tables import Schema, read_table, write_table
 from trainables.errors import ConfigError, DataError
@@ -39,8 +39,8 @@ class Exported:
 
 
 def export_sweep(
-    sweep: str, out: Path, top_k: int = 1, metric: str | None = None, mode: str | None = None,
-    storage: str = DEFAULT_STORAGE, force: bool = False, pareto: bool = False,
+    record: SweepRecord, family: Family, out: Path, top_k: int = 1, metric: str | None = None, mode: str | None = None,
+    force: bool = False, pareto: bool = False,
 ) -> list[Exported]:  # fmt: skip
     """Export the ``top_k`` best trials of ``sweep`` to ``out/rank<N>-<trial>``, or with ``pareto``
     its Pareto front, best metric first, to ``out/pareto<N>-<trial>``; atomically."""
@@ -48,8 +48,7 @@ def export_sweep(
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
     if pareto and (top_k != 1 or metric is not None):
         raise ConfigError("--pareto exports the whole front, ranked by the sweep's first objective; drop --top-k and --metric")
-    record = load_record(sweep, storage)
-    family = get_family(record.family)
+    sweep = record.name
     metric, mode = _metric(family, metric, mode)
     trials = summarise_trials(record, metric, mode)
     ranked = rank_trials(trials, mode)

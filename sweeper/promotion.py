@@ -32,11 +32,11 @@ from sweeper.memory import peak_forward_memory_mb
 from sweeper.decision import Interval, Measured, ModelEvidence, Verdict, decide, gain_interval, measured_rows, sequential_looks, should_stop
 from sweeper.model_folder import PROGRAM, ExportedModel, instantiate, write_folder
 from sweeper.objectives import LATENCY, objective_values, pareto_front, resolve_objectives
-from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, TrialSummary, load_record, rank_trials, summarise_trials
+from sweeper.sweeps import SweepRecord, TrialSummary, rank_trials, summarise_trials, sweep_data
 from sweeper.tracking import PROMOTION_ARTIFACTS, SweepTracker, check_reachable
 from trainables.data import DataSplits
 from trainables.errors import ConfigError, UserError
-from trainables.families import Family, get_family
+from trainables.families import Family
 from trainables.train_loop import (
     RetrainResult,
     TrainSettings,
@@ -61,8 +61,6 @@ class NothingToPromoteError(UserError):
 
 @dataclass(frozen=True)
 class PromoteOptions:
-    sweep: str
-    storage: str = DEFAULT_STORAGE
     tracking_uri: str | None = None  # default: where the sweep was tracked
     seeds: int | str = "auto"  # per model; "auto": rounds from the policy's min_seeds to max_seeds (decision.sequential_looks)
     epochs: int | None = None  # default: the sweep's
@@ -107,11 +105,12 @@ class _Plan:
     gpus: float
 
 
-def promote(options: PromoteOptions) -> PromotionOutcome:
+def promote(record: SweepRecord, family: Family, options: PromoteOptions = PromoteOptions()) -> PromotionOutcome:
+    """Retrain the sweep's candidate and the family's baselines, judge them, record and register the verdict."""
     started = time.perf_counter()
-    plan = _plan(options)
+    plan = _plan(record, family, options)
     record, family = plan.record, plan.family
-    data = family.load_data(record.data_settings, Path(record.data_file) if record.data_file else None, record.seed)
+    data = sweep_data(record, family)
     context = family.context(data.train)
     reference_outputs = family.reference(data)(data.test) if family.reference else None
     reference = family.evaluate(reference_outputs, data.test) if reference_outputs is not None else {}
@@ -150,13 +149,11 @@ def promote(options: PromoteOptions) -> PromotionOutcome:
     )  # fmt: skip
 
 
-def _plan(options: PromoteOptions) -> _Plan:
+def _plan(record: SweepRecord, family: Family, options: PromoteOptions) -> _Plan:
     if options.seeds != AUTO and (not isinstance(options.seeds, int) or options.seeds < 1):
         raise ConfigError(f"--seeds must be {AUTO} or a positive integer, got {options.seeds!r} (a promote verdict needs at least 3)")
     if options.epochs is not None and options.epochs < 1:
         raise ConfigError(f"--epochs must be positive, got {options.epochs}")
-    record = load_record(options.sweep, options.storage)
-    family = get_family(record.family)
     promotion = family.promotion()
     tracking_uri = options.tracking_uri or record.tracking_uri
     check_reachable(tracking_uri)

@@ -16,7 +16,8 @@ from typing import Any, Mapping
 import pandas as pd
 import pyarrow.fs
 
-from trainables.data import cache_dir
+from trainables.data import DataSplits, cache_dir
+from trainables.families import Family
 from trainables.errors import UserError
 from trainables.train_loop import applicable
 
@@ -59,6 +60,11 @@ class SweepRecord:
         """Where the driver keeps the sweep's MLflow journal: next to the results when they are
         local, in the cache when the storage is remote (a journal is appended to, objects are not)."""
         return journal_dir(self.storage, self.name)
+
+
+def sweep_data(record: SweepRecord, family: Family) -> DataSplits:
+    """The sweep's data set again: the same simulator settings and seed, or the same file."""
+    return family.load_data(record.data_settings, Path(record.data_file) if record.data_file else None, record.seed)
 
 
 def journal_dir(storage: str, name: str) -> Path:

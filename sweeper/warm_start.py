@@ -18,7 +18,7 @@ import optuna
 
 from search_spaces import SearchSpace
 from sweeper.objectives import Objective
-from sweeper.sweeps import load_record, rank_trials, summarise_trials
+from sweeper.sweeps import SweepRecord, rank_trials, summarise_trials
 from trainables.errors import ConfigError
 from trainables.families import Family
 
@@ -27,12 +27,12 @@ logger = logging.getLogger(__name__)
 STUDY_NAME = "sweep"
 
 
-def warm_trials(sweeps: Sequence[str], storage: str, family: Family, space: SearchSpace,
+def warm_trials(sweeps: Sequence[SweepRecord], family: Family, space: SearchSpace,
                 objectives: Sequence[Objective]) -> list[optuna.trial.FrozenTrial]:  # fmt: skip
-    """The finished, non-diverged trials of ``sweeps`` (in ``storage``) that fit ``space``."""
+    """The finished, non-diverged trials of ``sweeps`` that fit ``space``."""
     trials = []
-    for name in sweeps:
-        record = load_record(name, storage)
+    for record in sweeps:
+        name = record.name
         if record.family != family.name:
             raise ConfigError(f"--warm-start {name}: a sweep of {record.family}, not of {family.name}; warm-start from sweeps of the same family")
         finished = rank_trials(summarise_trials(record, family.validation_metric, family.mode), family.mode)

@@ -20,7 +20,6 @@ import torch
 
 import sweeper
 from sweeper.cli import run as run_cli
-from sweeper.export import export_sweep
 from sweeper.model_folder import MANIFEST, WEIGHTS, IntegrityError, sha256
 from sweeper.sweeps import load_record, rank_trials, summarise_trials
 from trainables.families import get_family
@@ -78,7 +77,7 @@ def checkpoint(results) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def exported_folder(results, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("exported") / "best"
-    export_sweep(SWEEP, out, storage=str(results.storage))
+    sweeper.open(SWEEP, str(results.storage)).export(out)
     (folder,) = out.iterdir()
     return folder
 
@@ -107,7 +106,7 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
 def assert_refused_by_export(results: Results, out: Path, named: str, capsys) -> None:
     """The Python function and the CLI both name the file, print no traceback and write nothing."""
     with pytest.raises(CheckpointError, match=named) as raised:
-        export_sweep(SWEEP, out, storage=str(results.storage))
+        sweeper.open(SWEEP, str(results.storage)).export(out)
     assert str(results.checkpoint) in str(raised.value)
     capsys.readouterr()
     assert run_cli(["export", SWEEP, "--storage", str(results.storage), "--out", str(out)]) == 2

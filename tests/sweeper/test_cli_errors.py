@@ -54,7 +54,7 @@ def test_user_errors_exit_2_with_one_line_and_start_nothing(workdir, capsys, arg
 
 
 def test_data_beyond_the_object_store_is_refused_with_the_numbers(workdir, capsys, monkeypatch):
-    monkeypatch.setattr("sweeper.launch.physical_memory", lambda: 2**21)  # a 2 MiB machine
+    monkeypatch.setattr("sweeper.launcher.physical_memory", lambda: 2**21)  # a 2 MiB machine
     code = run(["launch", "localization", "--preset", "smoke", "--data", "large.parquet"])
     error = capsys.readouterr().err.strip()
     assert code == 2 and not ray.is_initialized()
@@ -65,6 +65,6 @@ def test_internal_bugs_keep_their_traceback(workdir, monkeypatch):
     def broken_planner(options):
         raise ZeroDivisionError("a bug, not a user error")
 
-    monkeypatch.setattr("sweeper.launch.plan_sweep", broken_planner)
+    monkeypatch.setattr("sweeper.launcher.plan_sweep", broken_planner)
     with pytest.raises(ZeroDivisionError, match="a bug"):
         run(["launch", "localization", "--preset", "smoke"])

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from sweeper import export as export_module
 from sweeper import promotion
 from sweeper.cli import run as run_cli
-from sweeper.export import export_sweep
+from sweeper import api
 from sweeper.sweeps import TrialSummary, load_record, rank_trials, summarise_trials
 from sweeper.tracking import KIND_TAG, STATUS_TAG, TRIAL_TAG
 from tests.cli import sweeper
@@ -102,7 +102,8 @@ def test_ranking_never_picks_a_diverged_trial_even_when_it_looks_best(sweep):
 
 def test_promotion_never_picks_a_diverged_candidate(sweep, monkeypatch):
     monkeypatch.setattr(promotion, "summarise_trials", lambda *args: sweep.diverged_looking_best())
-    plan = promotion._plan(promotion.PromoteOptions(NAME, storage=sweep.storage))
+    opened = api.open(NAME, sweep.storage)
+    plan = promotion._plan(opened.record, opened.family, promotion.PromoteOptions())
     assert plan.candidate.trial_id in sweep.ids(diverged=False)
 
 
@@ -111,7 +112,7 @@ def test_export_never_picks_a_diverged_trial(sweep, monkeypatch, tmp_path):
     assert run_cli(["export", NAME, "--storage", sweep.storage, "--top-k", str(every), "--out", str(tmp_path / "all")]) == 0
     assert {folder.name.split("-")[1] for folder in (tmp_path / "all").iterdir()} == sweep.ids(diverged=False)
     monkeypatch.setattr(export_module, "summarise_trials", lambda *args: sweep.diverged_looking_best())
-    exported = export_sweep(NAME, tmp_path / "looking-best", top_k=every, storage=sweep.storage)
+    exported = api.open(NAME, sweep.storage).export(tmp_path / "looking-best", top_k=every)
     assert {item.trial_id for item in exported} == sweep.ids(diverged=False)
 
 

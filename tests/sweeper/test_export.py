@@ -12,7 +12,6 @@ import torch
 
 import sweeper
 from sweeper import export as export_module
-from sweeper.export import export_sweep
 from sweeper.model_folder import IntegrityError
 from tests.cli import sweeper as run_cli
 from trainables.data.rf_simulation import RFSimulation, simulate
@@ -113,7 +112,7 @@ def test_a_failed_export_leaves_nothing_behind(smoke_sweep, monkeypatch, tmp_pat
     original = export_module._from_checkpoint
     monkeypatch.setattr(export_module, "_from_checkpoint", fail_on_second)
     with pytest.raises(OSError):
-        export_sweep(smoke_sweep.name, tmp_path / "out", top_k=2, storage=str(smoke_sweep.workdir / "ray_results"))
+        sweeper.open(smoke_sweep.name, str(smoke_sweep.workdir / "ray_results")).export(tmp_path / "out", top_k=2)
     assert list(tmp_path.iterdir()) == []
 
 

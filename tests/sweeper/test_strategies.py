@@ -11,9 +11,9 @@ import torch
 from ray.tune.search.sample import Float
 
 from mlflow_server.options import default_tracking_uri
+import sweeper
 from sweeper import cli, strategies
 from sweeper.cluster import start_ray
-from sweeper.launch import LaunchOptions, launch
 from sweeper.strategies import SAMPLERS, SCHEDULERS, Budget, startup_trials
 from trainables.errors import ConfigError
 from trainables.families import get_family
@@ -108,8 +108,10 @@ def ray_session():
 ])  # fmt: skip
 def test_each_strategy_runs_a_smoke_sweep(ray_session, tmp_path, sampler, scheduler, extra):
     options = {"trials": 3, "epochs": 2, **extra}
-    summary = launch(LaunchOptions("localization", "smoke", name="s", sampler=sampler, scheduler=scheduler,
-                                   storage=str(tmp_path / "ray_results"), tracking_uri=default_tracking_uri(tmp_path), **options))  # fmt: skip
+    sweep = sweeper.launch("localization", preset="smoke", name="s", sampler=sampler, scheduler=scheduler,
+                           storage=str(tmp_path / "ray_results"), tracking_uri=default_tracking_uri(tmp_path), **options)  # fmt: skip
+    summary = sweep.summary
+    assert len(sweep.trials) == sum(summary.trials_by_status.values()) and summary.best_trial_id == sweep.best()[0].trial_id
     assert summary.best_trial_id and summary.trials_by_status.get("completed", 0) + summary.trials_by_status.get("early_stopped", 0) >= 1
     assert sum(summary.trials_by_status.values()) <= options["trials"]
     if scheduler == "pbt":

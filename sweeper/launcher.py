@@ -41,6 +41,7 @@ from sweeper.sweeps import (
     resolve_storage,
     save_record,
     summarise_trials,
+    sweep_data,
 )
 from sweeper.tracking import SWEEP_KEY, TRIAL_PREFIX, TrackingError, check_reachable, trial_key
 from sweeper.warm_start import STUDY_NAME, warm_storage, warm_trials
@@ -177,7 +178,8 @@ def plan_sweep(options: LaunchOptions) -> SweepPlan:
     sampler = strategies.create(SAMPLERS, options.sampler, budget, _settings(options, "startup", "population"))
     if options.warm_start and isinstance(scheduler, PopulationBasedTraining):
         raise ConfigError("--warm-start feeds earlier trials to the sampler, and pbt's sampler only draws the first population; drop one of them")
-    warm = tuple(warm_trials(options.warm_start, storage, family, space, objectives)) if options.warm_start else ()
+    earlier = [load_record(name, storage) for name in options.warm_start]
+    warm = tuple(warm_trials(earlier, family, space, objectives)) if earlier else ()
     return SweepPlan(
         options, family, preset, space, name,
         trials=trials,
@@ -226,15 +228,13 @@ def launch(options: LaunchOptions) -> SweepSummary:
             ray.shutdown()
 
 
-def resume(name: str, storage: str = DEFAULT_STORAGE, address: str | None = None) -> SweepSummary:
+def resume(record: SweepRecord, family: Family, address: str | None = None) -> SweepSummary:
     """Continue an interrupted sweep where it stopped: finished trials are kept, unfinished ones
     continue from their last checkpoint, the Optuna searcher continues its study, and MLflow
     records go to the same parent and trial runs (the journal knows their ids)."""
-    record = load_record(name, storage)
-    family = get_family(record.family)
     space = family.search_space(Path(record.search_space))
     check_reachable(record.tracking_uri)
-    data = family.load_data(record.data_settings, Path(record.data_file) if record.data_file else None, record.seed)
+    data = sweep_data(record, family)
     reference = family.reference_metrics(data, "validation")
     started_ray = start_ray(address)
     try:
