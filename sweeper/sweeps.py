@@ -7,8 +7,11 @@ sweep (promote, export, status, resume) starts from that record and from Ray's
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import sys
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,6 +26,21 @@ from trainables.train_loop import applicable
 
 RECORD_FILE = "sweeper.json"
 DEFAULT_STORAGE = "ray_results"
+
+
+class _MovedModule(types.ModuleType):
+    """A module that moved, for unpickling: Ray's experiment state holds functions of ours by
+    module path, so a sweep launched before a move could not be read (or resumed) after it."""
+
+    def __init__(self, old: str, new: str) -> None:
+        super().__init__(old)
+        self._new = new
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(importlib.import_module(self._new), name)
+
+
+sys.modules.setdefault("sweeper.launch", _MovedModule("sweeper.launch", "sweeper.launcher"))  # moved in b617552
 
 
 class UnknownSweepError(UserError):

@@ -28,6 +28,7 @@ RESULT_KEYS = {
     "learning": {"localization"},
     "calibration": {"policy", "table"},
     "search_quality": {"metric", "sweeps", "comparisons", "anchor"},
+    "synthetic_search": {"curves", "comparisons", "trials"},
     "pareto": {"objectives", "points", "comparisons"},
 }
 

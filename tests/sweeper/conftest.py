@@ -7,12 +7,14 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
+import ray
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
+from sweeper.cluster import start_ray
 from tests.cli import start_sweeper, sweeper
 from tests.ctrl_c import Interrupted, ctrl_c, wait_until
 
@@ -29,6 +31,15 @@ class Sweep:
     @property
     def tracking_uri(self) -> str:
         return f"sqlite:///{self.workdir}/mlflow.db"
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    """One local Ray for a module's sweeps, run in the test process through the Python API: a CLI
+    process per sweep would start Python, torch and Ray again each time."""
+    start_ray(None)
+    yield
+    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,12 @@
-"""A real smoke sweep of every family through the CLI (localization has its own, deeper tests)."""
+"""A real smoke sweep of every family (localization has its own, deeper tests), through the Python
+API in one Ray session."""
 from __future__ import annotations
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.cli import sweeper
+import sweeper
+from mlflow_server.options import default_tracking_uri
 from trainables.families import family_names, get_family
 
 pytestmark = pytest.mark.slow
@@ -12,10 +14,10 @@ TRIALS = 3
 
 
 @pytest.mark.parametrize("family", [name for name in family_names() if name != "localization"])
-def test_smoke_sweep_logs_every_trial(tmp_path, family):
-    completed = sweeper(tmp_path, "launch", family, "--preset", "smoke", "--trials", str(TRIALS), "--name", "smoke")
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+def test_smoke_sweep_logs_every_trial(ray_session, tmp_path, family):
+    sweeper.launch(family, preset="smoke", trials=TRIALS, name="smoke", storage=str(tmp_path / "ray_results"),
+                   tracking_uri=default_tracking_uri(tmp_path))  # fmt: skip
+    client = MlflowClient(default_tracking_uri(tmp_path))
     experiment = client.get_experiment_by_name(family)
     runs = client.search_runs([experiment.experiment_id], "tags.`sweeper.sweep` = 'smoke'")
     trials = [r for r in runs if r.data.tags["sweeper.kind"] == "trial"]

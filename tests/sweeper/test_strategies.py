@@ -6,14 +6,12 @@ import pytest
 
 from dataclasses import replace
 
-import ray
 import torch
 from ray.tune.search.sample import Float
 
 from mlflow_server.options import default_tracking_uri
 import sweeper
 from sweeper import cli, strategies
-from sweeper.cluster import start_ray
 from sweeper.strategies import SAMPLERS, SCHEDULERS, Budget, startup_trials
 from trainables.errors import ConfigError
 from trainables.families import get_family
@@ -91,20 +89,11 @@ def test_a_perturbed_learning_rate_wins_over_the_restored_optimizer_and_keeps_th
     assert optimizer.param_groups[0]["lr"] == pytest.approx(2e-3 * 0.5)
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    """One local Ray for every smoke sweep below, run in this process: a CLI process per sweep
-    would start Python, torch and Ray again each time."""
-    start_ray(None)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sampler, scheduler, extra", [
     ("random", "hyperband", {}), ("gp", "median", {}), ("qmc", "fifo", {}),
     # PBT needs a population to exploit; the time budget ends the sweep long before its 40 trials
-    ("cmaes", "pbt", {"trials": 40, "epochs": 4, "time_budget_s": 25}),
+    ("cmaes", "pbt", {"trials": 40, "epochs": 4, "time_budget_s": 18}),
 ])  # fmt: skip
 def test_each_strategy_runs_a_smoke_sweep(ray_session, tmp_path, sampler, scheduler, extra):
     options = {"trials": 3, "epochs": 2, **extra}
