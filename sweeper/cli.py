@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweeper", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     launch = commands.add_parser("launch", help="run a hyperparameter sweep of one family")
-    launch.add_argument("family", help=f"one of: {', '.join(family_names())}")
+    launch.add_argument("family", nargs="?", help=f"one of: {', '.join(family_names())} (or family: in --config)")
+    launch.add_argument("--config", type=Path, metavar="SWEEP.yaml", help="read the launch settings from a sweep file; flags override it")
+    launch.add_argument("--print-config", action="store_true", help="print the effective settings as a sweep file and exit without running")
     launch.add_argument("--preset", default="default", help="smoke (seconds), quick (minutes), standard (the smallest sweep that learns the task: <= 30 minutes on 2 cores) or default")
     launch.add_argument("--trials", type=int, help="number of trials (default: the preset's)")
     launch.add_argument("--epochs", type=int, help="maximum epochs per trial (default: the preset's)")
@@ -68,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="end the sweep after this many seconds: running trials stop, no new ones start (default: none)")
     launch.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose process or node dies, from its last checkpoint (default 2)")
     launch.add_argument("--memory-budget-gb", type=float, help="largest --data a node may hold in memory (default: its Ray object store, 30%% of its memory)")
+    for action in launch._actions:
+        action.default = argparse.SUPPRESS  # the namespace holds only what was typed: it overrides --config
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep where it stopped (same search, same MLflow runs)")
     resume.add_argument("sweep", help="the sweep's name")
@@ -192,10 +196,22 @@ def _resume_command(interrupted: SweepInterrupted) -> str:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from sweeper import api
+    import typing
 
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "family")}
-    _print_summary(api.launch(args.family, **options).summary)
+    from sweeper import api
+    from sweeper.launcher import LaunchOptions
+    from sweeper.sweep_file import as_yaml, read_sweep_file
+
+    fields = dataclasses.fields(LaunchOptions)
+    typed = {k: v for k, v in vars(args).items() if k not in ("command", "config", "print_config") and v is not None}
+    from_file = read_sweep_file(args.config, fields, typing.get_type_hints(LaunchOptions)) if getattr(args, "config", None) else {}
+    settings = {**from_file, **typed}
+    if "family" not in settings:
+        raise ConfigError("name the family to sweep: sweeper launch FAMILY, or family: in the --config file")
+    if getattr(args, "print_config", False):
+        print(as_yaml({field.name: settings.get(field.name, field.default) for field in fields}), end="")
+        return 0
+    _print_summary(api.launch(settings.pop("family"), **settings).summary)
     return 0
 
 

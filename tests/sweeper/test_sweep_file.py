@@ -1,0 +1,67 @@
+"""Sweep files: `sweeper launch --config FILE`, flags overriding it, and bad files named in one line."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+from sweeper.cli import run
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "sweep.yaml").write_text(
+        "family: localization\npreset: smoke\ntrials: 3\nobjectives: [val_mean_error_m, latency_ms_p95]\n"
+        "sampler: nsga2\nmax-concurrent: 2\nsearch_space: spaces/mine.yaml\ntime_budget_s: 600\n"
+    )
+    return tmp_path
+
+
+def test_print_config_shows_the_file_with_the_flags_over_it(workdir, capsys):
+    assert run(["launch", "--config", "sweeps/sweep.yaml", "--trials", "5", "--scheduler", "asha", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["family"] == "localization" and printed["trials"] == 5 and printed["scheduler"] == "asha"
+    assert printed["objectives"] == ["val_mean_error_m", "latency_ms_p95"] and printed["max_concurrent"] == 2
+    assert printed["search_space"] == str(workdir / "sweeps" / "spaces" / "mine.yaml")  # relative to the file
+    assert printed["seed"] == 0 and printed["time_budget_s"] == 600.0  # defaults filled in, numbers as their type
+    assert not ray.is_initialized() and not (workdir / "ray_results").exists()
+
+
+def test_the_file_and_the_flags_reach_launch(workdir, monkeypatch):
+    received = {}
+
+    def fake_launch(family, **options):
+        received.update(options, family=family)
+        raise KeyboardInterrupt  # stop before anything would run
+
+    monkeypatch.setattr("sweeper.api.launch", fake_launch)
+    monkeypatch.setattr("sweeper.cli._how_to_continue", lambda args, interrupt: "")
+    run(["launch", "--config", "sweeps/sweep.yaml", "--seed", "7"])
+    assert received["family"] == "localization" and received["seed"] == 7 and received["sampler"] == "nsga2"
+    assert received["objectives"] == ("val_mean_error_m", "latency_ms_p95") and received["search_space"] == workdir / "sweeps" / "spaces" / "mine.yaml"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("trails: 3\n", "sweep file bad.yaml: unknown key 'trails'; known keys: address,"),
+    ("family: localization\ntrials: many\n", "sweep file bad.yaml: trials: expected an integer or null, got 'many'"),
+    ("family: localization\nobjectives: 3\n", "sweep file bad.yaml: objectives: expected a list of names, got 3"),
+    ("family: localization\nseed: true\n", "sweep file bad.yaml: seed: expected an integer, got True"),
+    ("- localization\n", "sweep file bad.yaml: expected a mapping of launch settings, got list"),
+    ("family: [localization\n", "sweep file bad.yaml: not valid YAML"),
+    ("preset: smoke\n", "name the family to sweep: sweeper launch FAMILY, or family: in the --config file"),
+])  # fmt: skip
+def test_bad_sweep_files_are_one_line_errors_with_nothing_started(workdir, capsys, content, message):
+    Path("bad.yaml").write_text(content)
+    assert run(["launch", "--config", "bad.yaml"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("sweeper: error: ") and message in error and "\n" not in error
+    assert not ray.is_initialized() and not (workdir / "ray_results").exists() and not (workdir / "mlflow.db").exists()
+
+
+def test_a_missing_sweep_file_is_named(workdir, capsys):
+    assert run(["launch", "--config", "nowhere.yaml"]) == 2
+    assert "sweep file nowhere.yaml: cannot be read" in capsys.readouterr().err
