@@ -66,7 +66,7 @@ class Settings:
 
 
 SIZES = {
-    "tiny": Settings(budget_s=12, repeats=1, epochs=3, epoch_s=0.05, noise=0.01, slots=2, strategies=(("tpe", "asha"), ("random", "fifo"))),
+    "tiny": Settings(budget_s=8, repeats=1, epochs=2, epoch_s=0.02, noise=0.01, slots=2, strategies=(("tpe", "asha"), ("random", "fifo"))),
     "quick": Settings(budget_s=30, repeats=2, epochs=9, epoch_s=0.2, noise=0.01, slots=2),
     "default": Settings(budget_s=45, repeats=5, epochs=9, epoch_s=0.2, noise=0.01, slots=2),
 }
@@ -150,14 +150,15 @@ def measure(size: str, out: Path) -> Outcome:
 
 
 def compare(runs: dict[str, list[tuple[float, float]]], settings: Settings) -> dict[str, Any]:
-    target = runs[REFERENCE][-1][1]
-    reference_s = next(t for t, truth in runs[REFERENCE] if truth <= target)
+    """A sweep whose budget ended before its first report (possible at the tiny size) counts as NaN."""
+    target = runs[REFERENCE][-1][1] if runs[REFERENCE] else math.nan
+    reference_s = next((t for t, truth in runs[REFERENCE] if truth <= target), math.nan)
     times = {name: next((t for t, truth in curve if truth <= target), math.inf) for name, curve in runs.items()}
     return {
         "target_true_loss": target,
         "time_to_target_s": times,
         "fraction_of_reference_time": {name: t / reference_s for name, t in times.items()},
-        "true_loss_at_budget": {name: curve[-1][1] for name, curve in runs.items()},
+        "true_loss_at_budget": {name: curve[-1][1] if curve else math.nan for name, curve in runs.items()},
         "true_loss_at_half_budget": {name: truth_at(curve, settings.budget_s / 2) for name, curve in runs.items()},
     }
 

@@ -539,6 +539,8 @@ def _sweep_params(plan: SweepPlan, data: DataSplits) -> dict[str, Any]:
     settings = {f"data_{key}": value for key, value in plan.preset.data.items()} if plan.options.data is None else {}
     return {
         **options,
+        "scheduler": plan.options.scheduler or default_scheduler(plan.objectives),
+        "objectives": ",".join(objective.name for objective in plan.objectives),
         "trials": plan.trials,
         "epochs": plan.epochs,
         "storage": plan.storage,

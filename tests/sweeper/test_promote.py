@@ -87,7 +87,7 @@ def test_a_baseline_promoted_against_itself_is_never_promoted(tmp_path):
     launched = sweeper(tmp_path, "launch", "localization", "--preset", "smoke", "--trials", "1", "--epochs", "1", "--name", "aa",
                        "--search-space", str(space))  # fmt: skip
     assert launched.returncode == 0, launched.stderr[-3000:]
-    completed = sweeper(tmp_path, "promote", "aa", "--seeds", "3", "--epochs", "2", "--json", "--fail-on", "keep_experimental")
+    completed = sweeper(tmp_path, "promote", "aa", "--seeds", "3", "--epochs", "1", "--json", "--fail-on", "keep_experimental")
     assert completed.returncode == 1, completed.stderr[-3000:]  # --fail-on: keep_experimental or demote exits 1
     outcome = json.loads(completed.stdout)
     assert outcome["decision"] != "promote" and outcome["seeds_per_model"] == 3
