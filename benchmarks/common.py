@@ -59,6 +59,13 @@ def whiskers(spreads: Sequence[Spread]) -> list[list[float]]:
     return [[s.median - s.min for s in spreads], [s.max - s.median for s in spreads]]
 
 
+def rotated(items: Sequence[Any], shift: int) -> list[Any]:
+    """``items`` started at ``shift`` (mod their number): alternating which runs first over repeats,
+    so warm caches and the machine's load favour none of them."""
+    shift %= len(items)
+    return [*items[shift:], *items[:shift]]
+
+
 def seconds(function: Callable[[], Any]) -> float:
     start = time.perf_counter()
     function()

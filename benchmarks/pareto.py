@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import ray
 
-from benchmarks.common import Outcome, Row, Spread, figure, save_figure
+from benchmarks.common import Outcome, Row, Spread, figure, rotated, save_figure
 from mlflow_server.options import default_tracking_uri
 from sweeper.cluster import start_ray
 from sweeper.launcher import LaunchOptions, launch
@@ -58,8 +58,7 @@ def measure(size: str, out: Path) -> Outcome:
         start_ray(None)
         try:
             for seed in range(settings.repeats):
-                kinds = KINDS if seed % 2 == 0 else KINDS[::-1]
-                points[seed] = {kind: run_sweep(family, settings, kind, seed, Path(folder)) for kind in kinds}
+                points[seed] = {kind: run_sweep(family, settings, kind, seed, Path(folder)) for kind in rotated(KINDS, seed)}
         finally:
             ray.shutdown()
     comparisons = {seed: compare(objectives, runs) for seed, runs in points.items()}

@@ -26,7 +26,7 @@ import numpy as np
 import ray
 from mlflow.tracking import MlflowClient
 
-from benchmarks.common import Outcome, Row, Spread, figure, save_figure
+from benchmarks.common import Outcome, Row, Spread, figure, rotated, save_figure
 from mlflow_server.options import default_tracking_uri
 from sweeper.cluster import start_ray
 from sweeper.launcher import LaunchOptions, launch
@@ -74,7 +74,7 @@ def measure(size: str, out: Path) -> Outcome:
         try:
             sweeps: dict[int, dict[str, dict[str, Any]]] = {seed: {} for seed in seeds}
             for seed in seeds:
-                for strategy in _rotated(settings.strategies, seed):
+                for strategy in rotated(settings.strategies, seed):
                     sweeps[seed][label(strategy)] = run_sweep(family, settings, strategy, seed, Path(folder))
             for seed in seeds:
                 source = f"{label(SEARCH)}-seed{seeds[(seed + 1) % len(seeds)]}"
@@ -85,11 +85,6 @@ def measure(size: str, out: Path) -> Outcome:
     plot(family, sweeps, settings, out / "search_quality.png")
     results = {"metric": family.validation_metric, "sweeps": sweeps, "comparisons": comparisons, "anchor": ANCHOR}
     return Outcome(asdict(settings), results, summary(family, comparisons, settings))
-
-
-def _rotated(items: Sequence[Any], shift: int) -> list[Any]:
-    shift %= len(items)
-    return [*items[shift:], *items[:shift]]
 
 
 def run_sweep(family: Family, settings: Settings, strategy: tuple[str, str], seed: int, folder: Path,

@@ -29,7 +29,7 @@ import numpy as np
 import ray
 from ray import tune
 
-from benchmarks.common import Outcome, Row, Spread, figure, save_figure
+from benchmarks.common import Outcome, Row, Spread, figure, rotated, save_figure
 from search_spaces import SearchSpace, parse_search_space
 from sweeper.cluster import start_ray
 from sweeper.launcher import build_tuner
@@ -136,9 +136,7 @@ def measure(size: str, out: Path) -> Outcome:
         try:
             for seed in range(settings.repeats):
                 curves[seed], trials[seed] = {}, {}
-                shift = seed % len(settings.strategies)
-                order = settings.strategies[shift:] + settings.strategies[:shift]  # rotated: no strategy always first
-                for strategy in order:
+                for strategy in rotated(settings.strategies, seed):
                     reports, trials[seed]["+".join(strategy)] = run_sweep(settings, strategy, seed, Path(folder))
                     curves[seed]["+".join(strategy)] = incumbent_curve(reports)
         finally:

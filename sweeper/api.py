@@ -16,7 +16,7 @@ import pandas as pd
 from sweeper.export import Exported, export_sweep
 from sweeper.journal import Journal
 from sweeper.launcher import LaunchOptions, SweepSummary, launch as launch_options, resume as resume_sweep
-from sweeper.objectives import Front, Objective, pareto_front, resolve_objectives
+from sweeper.objectives import Front, Objective, resolve_objectives, sweep_front
 from sweeper.promotion import PromoteOptions, PromotionOutcome, promote as promote_sweep
 from sweeper.summary import trial_rows
 from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, TrialSummary, load_record, rank_trials, summarise_trials, sweep_data
@@ -70,7 +70,7 @@ class Sweep:
     def trials(self) -> pd.DataFrame:
         """One row per trial: the table of ``summary/trials.parquet`` (with the front, if any)."""
         summaries = self.summaries()
-        front = self._front(rank_trials(summaries, self.family.mode))
+        front = sweep_front(rank_trials(summaries, self.family.mode), self.objectives)
         return pd.DataFrame(trial_rows(summaries, self.family.validation_metric, front.trial_ids if front else ()))
 
     def best(self, k: int = 1) -> list[TrialSummary]:
@@ -79,10 +79,7 @@ class Sweep:
 
     def front(self) -> Front | None:
         """The Pareto front of a sweep of several objectives; None for one objective."""
-        return self._front(rank_trials(self.summaries(), self.family.mode))
-
-    def _front(self, ranked: list[TrialSummary]) -> Front | None:
-        return pareto_front(ranked, self.objectives) if len(self.objectives) > 1 and ranked else None
+        return sweep_front(rank_trials(self.summaries(), self.family.mode), self.objectives)
 
     def status(self) -> SweepStatus:
         summaries = self.summaries()

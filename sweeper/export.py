@@ -17,7 +17,7 @@ import numpy as np
 
 from mlflow_server.options import default_tracking_uri
 from sweeper.model_folder import ExportedModel, ExportError, load, read_config, staged, verify, write_folder
-from sweeper.objectives import pareto_front, resolve_objectives
+from sweeper.objectives import resolve_objectives, sweep_front
 from sweeper.sweeps import SweepRecord, TrialSummary, rank_trials, summarise_trials
 from sweeper.tracking import PROMOTION_ARTIFACTS, SweepTracker, check_reachable
 from trainables.data.tables import Schema, read_table, write_table
@@ -72,11 +72,11 @@ def export_sweep(
 
 
 def _front(record: SweepRecord, family: Family, ranked: list[TrialSummary]) -> tuple[TrialSummary, ...]:
-    objectives = resolve_objectives(family, record.objectives)
-    if len(objectives) == 1:
+    front = sweep_front(ranked, resolve_objectives(family, record.objectives))
+    if front is None:
         raise ConfigError(f"sweep {record.name!r} searched one objective and has no Pareto front; "
                           "launch with --objectives, or export with --top-k")  # fmt: skip
-    return pareto_front(ranked, objectives).trials
+    return front.trials
 
 
 def _metric(family: Family, metric: str | None, mode: str | None) -> tuple[str, str]:

@@ -28,7 +28,7 @@ from sweeper import strategies
 from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, physical_memory, start_ray
 from sweeper.decision import relative_gain
 from sweeper.journal import SweepLog, TrialLogger, open_sweep_log
-from sweeper.objectives import FRONT_TAG, Front, Objective, pareto_front, resolve_objectives
+from sweeper.objectives import FRONT_TAG, Front, Objective, resolve_objectives, sweep_front
 from sweeper.strategies import SAMPLERS, SCHEDULERS, Budget
 from sweeper.summary import write_summary
 from sweeper.sweeps import (
@@ -433,7 +433,7 @@ def _summarise(family: Family, space: SearchSpace, record: SweepRecord, log: Swe
     by_status = {status: statuses.count(status) for status in sorted(set(statuses))}
     ranked = rank_trials(trials, family.mode)
     objectives = resolve_objectives(family, record.objectives)
-    front = pareto_front(ranked, objectives) if len(objectives) > 1 and ranked else None
+    front = sweep_front(ranked, objectives)
     summary_dir = record.journal_dir / "summary"  # kept: the journal may send it later
     write_summary(trials, space, objectives, summary_dir, front.trial_ids if front else ())
     log.log_artifacts(SWEEP_KEY, summary_dir, "summary")

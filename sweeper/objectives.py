@@ -106,6 +106,11 @@ class Front:
         return tuple(trial.trial_id for trial in self.trials)
 
 
+def sweep_front(ranked: Sequence[TrialSummary], objectives: Sequence[Objective]) -> Front | None:
+    """The front of a sweep of several objectives; None for one objective or no usable trial."""
+    return pareto_front(ranked, objectives) if len(objectives) > 1 and ranked else None
+
+
 def pareto_front(ranked: Sequence[TrialSummary], objectives: Sequence[Objective]) -> Front:
     """The front of the usable trials ``ranked`` (best first by the first objective)."""
     values = np.array([objective_values(trial, objectives) for trial in ranked]).reshape(-1, len(objectives))

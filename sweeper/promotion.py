@@ -31,7 +31,7 @@ from sweeper.interrupts import ctrl_c_deferred
 from sweeper.memory import peak_forward_memory_mb
 from sweeper.decision import Interval, Measured, ModelEvidence, Verdict, decide, gain_interval, measured_rows, sequential_looks, should_stop
 from sweeper.model_folder import PROGRAM, ExportedModel, instantiate, write_folder
-from sweeper.objectives import LATENCY, objective_values, pareto_front, resolve_objectives
+from sweeper.objectives import LATENCY, objective_values, resolve_objectives, sweep_front
 from sweeper.sweeps import SweepRecord, TrialSummary, rank_trials, summarise_trials, sweep_data
 from sweeper.tracking import PROMOTION_ARTIFACTS, SweepTracker, check_reachable
 from trainables.data import DataSplits
@@ -188,15 +188,15 @@ def choose_candidate(ranked: Sequence[TrialSummary], record: SweepRecord, family
             raise ConfigError(f"--candidate {trial_id}: not a finished, non-diverged trial of sweep {record.name!r}; "
                               f"choose one of {', '.join(by_id)} (sweeper status {record.name})")  # fmt: skip
         return by_id[trial_id]
-    objectives = resolve_objectives(family, record.objectives)
-    if len(objectives) == 1:
+    front = sweep_front(ranked, resolve_objectives(family, record.objectives))
+    if front is None:
         return ranked[0]
-    front = pareto_front(ranked, objectives).trials
+    members = front.trials
     budget = policy.latency_budget_ms
-    inside = [trial for trial in front if budget is None or objective_values(trial, [LATENCY])[0] <= budget]
+    inside = [trial for trial in members if budget is None or objective_values(trial, [LATENCY])[0] <= budget]
     if not inside:
         logger.warning("no member of the Pareto front is inside the %s ms latency budget; promoting the most accurate one", budget)
-    return (inside or front)[0]
+    return (inside or members)[0]
 
 
 # ---------------------------------------------------------------- retraining on Ray
