@@ -73,6 +73,14 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class InlineSpace:
+    """A search space written inside another file: a sweep file's ``search_space:`` mapping."""
+
+    document: Mapping[str, Any]
+    source: str  # where it was written, for messages and the record, e.g. "sweep.yaml: search_space"
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """A validated search space; calling it with an Optuna trial samples one configuration."""
 

@@ -52,7 +52,7 @@ class Sweep:
     @classmethod
     def open(cls, name: str, storage: str = DEFAULT_STORAGE) -> Sweep:
         record = load_record(name, storage)
-        return cls(record, get_family(record.family))
+        return cls(record, get_family(record.family, record.plugins))
 
     @property
     def name(self) -> str:

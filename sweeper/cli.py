@@ -17,7 +17,6 @@ from trainables.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
     from sweeper.launcher import SweepInterrupted, SweepSummary
-from trainables.families import family_names
 
 logger = logging.getLogger("sweeper")
 
@@ -33,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweeper", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     launch = commands.add_parser("launch", help="run a hyperparameter sweep of one family")
-    launch.add_argument("family", nargs="?", help=f"one of: {', '.join(family_names())} (or family: in --config)")
+    launch.add_argument("family", nargs="?", help="the family to sweep (`sweeper families` lists them; or family: in --config)")
     launch.add_argument("--config", type=Path, metavar="SWEEP.yaml", help="read the launch settings from a sweep file; flags override it")
     launch.add_argument("--print-config", action="store_true", help="print the effective settings as a sweep file and exit without running")
     launch.add_argument("--preset", default="default", help="smoke (seconds), quick (minutes), standard (the smallest sweep that learns the task: <= 30 minutes on 2 cores) or default")
@@ -49,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--address", help="address of a running Ray cluster (default: start Ray locally)")
     launch.add_argument("--data", type=Path, help="your own Parquet file in the family's schema")
     launch.add_argument("--search-space", type=Path, help="your own search-space YAML (default: the family's)")
+    launch.add_argument("--plugin", dest="plugins", type=_names, metavar="MODULE[,MODULE...]",
+                        help="import your own family, models or attention from these modules (importable from here or PYTHONPATH); "
+                             "their packages are copied to the cluster's workers")
     strategies = launch.add_argument_group("search strategy (sweeper/strategies.py)")
     strategies.add_argument("--objectives", type=_names, nargs="?", const=("default",), default=(), metavar="NAME[,NAME...]",
                             help="search for the Pareto front of several objectives: the validation metric and "
@@ -118,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=256)
     predict.add_argument("--force", action="store_true", help="replace an existing --out")
 
+    families = commands.add_parser("families", help="the families there are to sweep: built in, installed plugins, --plugin modules")
+    families.add_argument("--plugin", dest="plugins", type=_names, default=(), metavar="MODULE[,MODULE...]",
+                          help="also import these modules, as launch --plugin does")
+
     ui = commands.add_parser("ui", help="browse sweeps: the MLflow tracking server and UI, on ./mlflow.db by default (Ctrl-C stops it)")
     add_server_arguments(ui)
     return parser
@@ -163,6 +169,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _resume(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "families":
+            return _families(args)
     except UserError as error:
         print(f"sweeper: error: {error}", file=sys.stderr)
         return 2
@@ -212,6 +220,16 @@ def _launch(args: argparse.Namespace) -> int:
         print(as_yaml({field.name: settings.get(field.name, field.default) for field in fields}), end="")
         return 0
     _print_summary(api.launch(settings.pop("family"), **settings).summary)
+    return 0
+
+
+def _families(args: argparse.Namespace) -> int:
+    from trainables.families import family_names, get_family
+
+    families = [get_family(name, args.plugins) for name in family_names()]
+    width = max(len(family.name) for family in families)
+    for family in families:
+        print(f"{family.name:<{width}}  {family.description} (metric: {family.metric}, {family.mode})")
     return 0
 
 

@@ -4,41 +4,45 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import ray
 import torch
 
 from sweeper.interrupts import ctrl_c_deferred
 from trainables.errors import ConfigError
+from trainables.plugins import shipped_modules
 
 logger = logging.getLogger(__name__)
 
 AUTH_MODE_ENV, AUTH_TOKEN_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"
 
 
-def start_ray(address: str | None) -> bool:
+def start_ray(address: str | None, plugins: Sequence[str] = ()) -> bool:
     """Connect to ``address`` or start local Ray; False if Ray was already running in this process.
-    A Ctrl-C while Ray starts waits until it is up, then shuts it down and raises KeyboardInterrupt."""
+    The ``--plugin`` modules' packages are copied to every worker (Ray's runtime environment), so
+    code that is installed nowhere runs on a cluster's other machines too. A Ctrl-C while Ray
+    starts waits until it is up, then shuts it down and raises KeyboardInterrupt."""
     if ray.is_initialized():
         return False
+    runtime_env = {"py_modules": shipped_modules(plugins)} if plugins else None
     try:
         with ctrl_c_deferred():
             if address is None:
                 use_session_token()
-                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env)
             else:
-                connect_ray(address)
+                connect_ray(address, runtime_env)
     except KeyboardInterrupt:
         ray.shutdown()
         raise
     return True
 
 
-def connect_ray(address: str) -> None:
+def connect_ray(address: str, runtime_env: Mapping[str, Any] | None = None) -> None:
     """Join the cluster at ``address``; a refused or missing token is the user's to fix, so say how."""
     try:
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env)
     except (ConnectionError, ray.exceptions.AuthenticationError) as error:
         if not _about_the_token(error):
             raise

@@ -66,7 +66,7 @@ def export_sweep(
     with staged(out, force) as staging:
         for rank, trial in enumerate(chosen, start=1):
             name = f"{prefix}{rank}-{trial.trial_id}"
-            write_folder(_from_checkpoint(trial, family, record.name, metric), staging / name)
+            write_folder(_from_checkpoint(trial, record, metric), staging / name)
             exported.append(Exported(out.resolve() / name, trial.trial_id, trial.best_epoch, trial.best_value))
     return exported
 
@@ -90,7 +90,7 @@ def _metric(family: Family, metric: str | None, mode: str | None) -> tuple[str, 
     return f"val_{name}", mode or family.mode
 
 
-def _from_checkpoint(trial: TrialSummary, family: Family, sweep: str, metric: str) -> ExportedModel:
+def _from_checkpoint(trial: TrialSummary, record: SweepRecord, metric: str) -> ExportedModel:
     from ray.tune import Checkpoint
 
     checkpoint = Checkpoint(trial.checkpoint_path, filesystem=trial.checkpoint_filesystem)
@@ -102,8 +102,8 @@ def _from_checkpoint(trial: TrialSummary, family: Family, sweep: str, metric: st
     validation = {key: float(row[key]) for key in row.index if key.startswith("val_") and np.isfinite(row[key])}
     measured = {key: float(row[key]) for key in ("latency_ms_p50", "latency_ms_p95") if key in row.index}
     metrics = {"validation": validation, **measured, "test": "not measured: sweeps never see the test split (see sweeper promote)"}
-    source = {"sweep": sweep, "trial": trial.trial_id, "epoch": trial.best_epoch, "selected_by": metric}
-    return ExportedModel(family.name, state["config"], state["context"], state["model"], metrics, source)
+    source = {"sweep": record.name, "trial": trial.trial_id, "epoch": trial.best_epoch, "selected_by": metric}
+    return ExportedModel(record.family, state["config"], state["context"], state["model"], metrics, source, tuple(record.plugins))
 
 
 def export_registered(model_uri: str, out: Path, tracking_uri: str | None = None, force: bool = False) -> Path:
@@ -136,7 +136,7 @@ def export_registered(model_uri: str, out: Path, tracking_uri: str | None = None
 def predict_file(folder: Path, input_path: Path, out: Path, batch_size: int = 256, force: bool = False) -> int:
     """Batch inference over a Parquet file in the family's schema; writes one column per output."""
     config = read_config(folder)
-    family = get_family(config["family"])
+    family = get_family(config["family"], config.get("plugins", ()))
     schema = Schema(tuple(column for column in family.schema.columns if column.name in family.inputs))
     arrays = read_table(input_path, schema)
     _check_shapes(arrays, config, input_path)

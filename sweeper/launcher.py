@@ -23,7 +23,7 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from mlflow_server.options import default_tracking_uri
-from search_spaces import SearchSpace
+from search_spaces import InlineSpace, SearchSpace
 from sweeper import strategies
 from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, physical_memory, start_ray
 from sweeper.decision import relative_gain
@@ -42,6 +42,7 @@ from sweeper.sweeps import (
     save_record,
     summarise_trials,
     sweep_data,
+    sweep_space,
 )
 from sweeper.tracking import SWEEP_KEY, TRIAL_PREFIX, TrackingError, check_reachable, trial_key
 from sweeper.warm_start import STUDY_NAME, warm_storage, warm_trials
@@ -83,7 +84,8 @@ class LaunchOptions:
     tracking_uri: str | None = None  # default: sqlite:///./mlflow.db
     address: str | None = None  # an existing Ray cluster; default: start Ray locally
     data: Path | None = None  # the user's Parquet file instead of the family's generator
-    search_space: Path | None = None  # the user's YAML instead of the family's
+    search_space: Path | InlineSpace | None = None  # the user's YAML (or a sweep file's inline one) instead of the family's
+    plugins: tuple[str, ...] = ()  # modules of the user's own families, models or attention (trainables/plugins.py)
     objectives: tuple[str, ...] = ()  # several: a Pareto search (sweeper/objectives.py); () the main metric alone
     scheduler: str | None = None  # sweeper/strategies.py; default asha, fifo with several objectives
     sampler: str = "tpe"  # sweeper/strategies.py: tpe, nsga2, cmaes, gp, qmc, random
@@ -146,7 +148,7 @@ class SweepSummary:
 
 def plan_sweep(options: LaunchOptions) -> SweepPlan:
     """Check the options against the family; raise a UserError naming the problem and the fix."""
-    family = get_family(options.family)
+    family = get_family(options.family, options.plugins)
     if options.preset not in family.presets:
         raise ConfigError(f"unknown preset {options.preset!r}; choose one of {', '.join(family.presets)}")
     preset = family.presets[options.preset]
@@ -208,7 +210,7 @@ def launch(options: LaunchOptions) -> SweepSummary:
     logger.info("data: %s, %s", data.source, data.sizes())
     reference = plan.family.reference_metrics(data, "validation")
 
-    started_ray = start_ray(options.address)
+    started_ray = start_ray(options.address, options.plugins)
     try:
         if options.address is not None:
             nodes = cluster_nodes()
@@ -232,11 +234,11 @@ def resume(record: SweepRecord, family: Family, address: str | None = None) -> S
     """Continue an interrupted sweep where it stopped: finished trials are kept, unfinished ones
     continue from their last checkpoint, the Optuna searcher continues its study, and MLflow
     records go to the same parent and trial runs (the journal knows their ids)."""
-    space = family.search_space(Path(record.search_space))
+    space = sweep_space(record, family)
     check_reachable(record.tracking_uri)
     data = sweep_data(record, family)
     reference = family.reference_metrics(data, "validation")
-    started_ray = start_ray(address)
+    started_ray = start_ray(address, record.plugins)
     try:
         log = open_sweep_log(record.tracking_uri, family.name, record.name, record.journal_dir)
         log.flush()  # whatever the interrupted driver had not sent yet
@@ -293,7 +295,7 @@ def _max_concurrent(options: LaunchOptions) -> int:
 
 def trainable(record: SweepRecord, family: Family, data: DataSplits) -> Any:
     """The generic trainable with the sweep's data and resources; the same for launch and resume."""
-    settings = TrainSettings(family=family.name, epochs=record.epochs, seed=record.seed)
+    settings = TrainSettings(family=family.name, epochs=record.epochs, seed=record.seed, plugins=tuple(record.plugins))
     with_data = tune.with_parameters(
         tune_trainable, data=data.without_test(), context=family.context(data.train), settings=settings
     )  # the data goes to the object store once; every trial on every node reads it from there
@@ -423,6 +425,8 @@ def _record(plan: SweepPlan, parent_run_id: str) -> SweepRecord:
         time_budget_s=options.time_budget_s,
         objectives=tuple(objective.name for objective in plan.objectives),
         options={k: str(v) for k, v in asdict(options).items() if v is not None},
+        plugins=options.plugins,
+        search_space_document=options.search_space.document if isinstance(options.search_space, InlineSpace) else None,
     )
 
 

@@ -14,15 +14,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 WARMUP_LENGTH = 8
 
 
-def peak_forward_memory_mb(family: str, config: Mapping[str, Any], context: Mapping[str, Any], length: int, timeout_s: float = 600) -> float:
+def peak_forward_memory_mb(family: str, config: Mapping[str, Any], context: Mapping[str, Any], length: int,
+                           plugins: Sequence[str] = (), timeout_s: float = 600) -> float:  # fmt: skip
     """Peak MB of a batch-1 forward pass with every input's last dimension set to ``length``."""
-    job = json.dumps({"family": family, "config": dict(config), "context": dict(context), "length": length}, default=str)
-    completed = subprocess.run([sys.executable, "-m", "sweeper.memory", job], capture_output=True, text=True, timeout=timeout_s)
+    job = {"family": family, "plugins": list(plugins), "config": dict(config), "context": dict(context), "length": length}
+    completed = subprocess.run([sys.executable, "-m", "sweeper.memory", json.dumps(job, default=str)], capture_output=True, text=True, timeout=timeout_s)
     if completed.returncode != 0:
         raise RuntimeError(f"memory probe of {config.get('architecture')} at length {length} failed: {completed.stderr[-1500:]}")
     return float(completed.stdout.strip().splitlines()[-1])
@@ -53,7 +54,7 @@ def _measure(job: Mapping[str, Any]) -> float:
     from trainables.train_loop import build_model
 
     torch.set_num_threads(1)
-    model = build_model(get_family(job["family"]), job["config"], job["context"]).eval()
+    model = build_model(get_family(job["family"], job["plugins"]), job["config"], job["context"]).eval()
 
     def inputs(length: int) -> tuple[torch.Tensor, ...]:
         spec = {name: {**s, "shape": [*s["shape"][:-1], length]} for name, s in job["context"]["input_spec"].items()}

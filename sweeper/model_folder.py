@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -60,6 +60,7 @@ class ExportedModel:
     weights: Mapping[str, torch.Tensor]
     metrics: Mapping[str, Any] = field(default_factory=dict)
     source: Mapping[str, Any] = field(default_factory=dict)  # sweep, trial, epoch, run ids
+    plugins: tuple[str, ...] = ()  # the modules that register a user's own family or model (trainables/plugins.py)
 
 
 def write_folder(model: ExportedModel, out: Path, force: bool = False) -> Path:
@@ -96,7 +97,7 @@ def _umask() -> int:
 
 
 def _write_files(model: ExportedModel, directory: Path) -> None:
-    network = instantiate(model.family, model.config, model.context, model.weights)
+    network = instantiate(model.family, model.config, model.context, model.weights, model.plugins)
     torch.save({name: tensor.detach().cpu() for name, tensor in model.weights.items()}, directory / WEIGHTS)
     config = {
         "family": model.family,
@@ -104,8 +105,9 @@ def _write_files(model: ExportedModel, directory: Path) -> None:
         "config": dict(model.config),
         "context": dict(model.context),
         "inputs": model.context.get("input_spec", {}),
-        "outputs": list(get_family(model.family).outputs),
+        "outputs": list(get_family(model.family, model.plugins).outputs),
         "source": dict(model.source),
+        "plugins": list(model.plugins),
     }
     metrics = {"param_count": sum(p.numel() for p in network.parameters()), **model.metrics}
     _write_json(directory / CONFIG, config)
@@ -141,8 +143,9 @@ def example_inputs(context: Mapping[str, Any], batch: int) -> tuple[torch.Tensor
     return tuple(tensors)
 
 
-def instantiate(family: str, config: Mapping[str, Any], context: Mapping[str, Any], weights: Mapping[str, torch.Tensor]) -> nn.Module:
-    model = build_model(get_family(family), config, context)
+def instantiate(family: str, config: Mapping[str, Any], context: Mapping[str, Any], weights: Mapping[str, torch.Tensor],
+                plugins: Sequence[str] = ()) -> nn.Module:  # fmt: skip
+    model = build_model(get_family(family, plugins), config, context)
     model.load_state_dict(weights)
     return model.eval()
 
@@ -155,7 +158,7 @@ def load(directory: str | Path) -> nn.Module:
     # The manifest only proves the files belong together, not who wrote them: still weights only.
     weights = load_weights_only(directory / WEIGHTS, REEXPORT, IntegrityError)
     try:
-        return instantiate(config["family"], config["config"], config["context"], weights)
+        return instantiate(config["family"], config["config"], config["context"], weights, config.get("plugins", ()))
     except (TypeError, AttributeError, RuntimeError):  # not a state dict, or not this architecture's
         raise IntegrityError(f"{directory / WEIGHTS} does not hold the weights of the model in {CONFIG}; {REEXPORT}") from None
 

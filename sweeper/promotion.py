@@ -114,7 +114,7 @@ def promote(record: SweepRecord, family: Family, options: PromoteOptions = Promo
     context = family.context(data.train)
     reference_outputs = family.reference(data)(data.test) if family.reference else None
     reference = family.evaluate(reference_outputs, data.test) if reference_outputs is not None else {}
-    started_ray = start_ray(options.address)
+    started_ray = start_ray(options.address, record.plugins)
     try:
         runs, judged = _judge_in_rounds(plan, data, context, reference_outputs)
     finally:
@@ -169,7 +169,7 @@ def _plan(record: SweepRecord, family: Family, options: PromoteOptions) -> _Plan
         raise NothingToPromoteError(f"sweep {record.name!r} has no finished trial (trial states: {', '.join(statuses)}); finish or resume it first")
     policy = promotion.policy
     candidate = choose_candidate(ranked, record, family, policy, options.candidate)
-    settings = TrainSettings(family=family.name, epochs=options.epochs or record.epochs, seed=record.seed)
+    settings = TrainSettings(family=family.name, epochs=options.epochs or record.epochs, seed=record.seed, plugins=tuple(record.plugins))
     looks = sequential_looks(policy) if options.seeds == AUTO else [(int(options.seeds), policy.confidence, True)]
     return _Plan(
         options, record, family, policy, {CANDIDATE: dict(candidate.config), **promotion.baselines}, candidate,
@@ -298,7 +298,7 @@ def _peak_memory(plan: _Plan, context: Mapping[str, Any]) -> dict[str, float]:
     length = plan.policy.peak_memory_length
     if length is None:
         return {}
-    return {name: peak_forward_memory_mb(plan.family.name, config, context, length) for name, config in plan.models.items()}
+    return {name: peak_forward_memory_mb(plan.family.name, config, context, length, plan.record.plugins) for name, config in plan.models.items()}
 
 
 def _evidence(plan: _Plan, name: str, results: Sequence[RetrainResult], latency_p95_ms: float, memory_mb: float | None) -> ModelEvidence:
@@ -462,7 +462,8 @@ def _export_candidate(plan, context, weights, evidence: ModelEvidence, results, 
         "seeds": evidence.seeds,
     }
     source = {"sweep": plan.record.name, "trial": plan.candidate.trial_id, "retrained_seed": results[0].seed}
-    return write_folder(ExportedModel(plan.family.name, plan.models[CANDIDATE], context, weights, metrics, source), directory)
+    exported = ExportedModel(plan.family.name, plan.models[CANDIDATE], context, weights, metrics, source, tuple(plan.record.plugins))
+    return write_folder(exported, directory)
 
 
 def _params(plan: _Plan) -> dict[str, Any]:

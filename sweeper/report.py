@@ -158,7 +158,8 @@ def attention_plots(model: nn.Module, inputs: Sequence[torch.Tensor], samples: i
         for hook in hooks:
             hook.remove()
     figures = {}
-    for name, (x, mask, *_) in ((n, captured[n]) for n in weights):
+    for name in weights:
+        x, mask = captured[name][0], (captured[name][1:] or (None,))[0]  # a model may leave the mask out
         count = min(samples, len(x))
         figure, axes = plt.subplots(1, count, figsize=(4 * count, 3.6), squeeze=False, layout="constrained")
         for index in range(count):

@@ -1,10 +1,11 @@
 """Sweep files: ``sweeper launch --config sweep.yaml`` reads every launch setting from YAML.
 
 The keys are the options of ``sweeper launch`` (``family``, ``preset``, ``trials``, ``objectives``,
-``sampler``, ``scheduler`` and their settings, resources, ``storage``, ``tracking_uri`` ...), with
-``-`` or ``_`` alike; flags on the command line override the file. Lists are YAML lists
+``sampler``, ``scheduler`` and their settings, resources, ``storage``, ``tracking_uri``, ``plugins``
+...), with ``-`` or ``_`` alike; flags on the command line override the file. Lists are YAML lists
 (``objectives: [val_mean_error_m, latency_ms_p95]``). A path (``search_space``, ``data``) is
-relative to the file's folder. Problems are found before anything runs and named with the file,
+relative to the file's folder; ``search_space`` may also be the space itself, written inline (a
+mapping with ``family`` and ``parameters``, as in a search-space file). Problems are found before anything runs and named with the file,
 the key and what was expected, in one line.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from search_spaces import InlineSpace
 from trainables.errors import ConfigError
 
 PATHS = ("search_space", "data")
@@ -44,7 +46,7 @@ def read_sweep_file(path: Path, fields: tuple[dataclasses.Field, ...], hints: Ma
         if name not in known:
             raise SweepFileError(f"sweep file {path}: unknown key {key!r}; known keys: {', '.join(sorted(known))}")
         settings[name] = _checked(path, key, value, hints[name])
-        if name in PATHS and settings[name] is not None:
+        if name in PATHS and isinstance(settings[name], Path):
             settings[name] = (path.parent / settings[name]).resolve()
     return settings
 
@@ -64,6 +66,8 @@ def _checked(path: Path, key: str, value: Any, hint: Any) -> Any:
             return float(value)
         elif option is Path and isinstance(value, str):
             return Path(value)
+        elif option is InlineSpace and isinstance(value, dict):
+            return InlineSpace(value, f"{path}: {key}")  # checked against the family by the search-space loader
         elif option in (str, int, bool) and type(value) is option:
             return value
     expected = " or ".join(_describe(option) for option in options)
@@ -73,11 +77,18 @@ def _checked(path: Path, key: str, value: Any, hint: Any) -> Any:
 def _describe(option: Any) -> str:
     if typing.get_origin(option) is tuple:
         return "a list of names"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false", Path: "a path", type(None): "null"}[option]
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", Path: "a path", type(None): "null",
+             InlineSpace: "a search space (a mapping)"}  # fmt: skip
+    return names[option]
 
 
 def as_yaml(settings: Mapping[str, Any]) -> str:
     """The effective settings, as a sweep file that would reproduce them."""
-    plain = {key: (str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value)
-             for key, value in settings.items() if value is not None and value != ()}  # fmt: skip
-    return yaml.safe_dump(plain, sort_keys=False)
+    given = {key: _plain(value) for key, value in settings.items() if value is not None and value != ()}
+    return yaml.safe_dump(given, sort_keys=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, InlineSpace):
+        return dict(value.document)
+    return str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value

@@ -19,9 +19,10 @@ from typing import Any, Mapping
 import pandas as pd
 import pyarrow.fs
 
+from search_spaces import InlineSpace, SearchSpace
 from trainables.data import DataSplits, cache_dir
-from trainables.families import Family
 from trainables.errors import UserError
+from trainables.families import Family
 from trainables.train_loop import applicable
 
 RECORD_FILE = "sweeper.json"
@@ -68,6 +69,8 @@ class SweepRecord:
     time_budget_s: float | None = None  # the sweep ends when it is spent, whatever trials remain
     objectives: tuple[str, ...] = ()  # what the sampler optimised, the main metric first; () the main metric alone
     options: Mapping[str, Any] = field(default_factory=dict)  # every launch option, for the record
+    plugins: tuple[str, ...] = ()  # --plugin modules: every command on the sweep, and every worker, imports them
+    search_space_document: Mapping[str, Any] | None = None  # a sweep file's inline search space (else the file)
 
     @property
     def path(self) -> str:
@@ -78,6 +81,13 @@ class SweepRecord:
         """Where the driver keeps the sweep's MLflow journal: next to the results when they are
         local, in the cache when the storage is remote (a journal is appended to, objects are not)."""
         return journal_dir(self.storage, self.name)
+
+
+def sweep_space(record: SweepRecord, family: Family) -> SearchSpace:
+    """The search space the sweep was launched with: its file, or the sweep file's inline mapping."""
+    if record.search_space_document is not None:
+        return family.search_space(InlineSpace(record.search_space_document, record.search_space))
+    return family.search_space(Path(record.search_space))
 
 
 def sweep_data(record: SweepRecord, family: Family) -> DataSplits:

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -24,3 +29,26 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 @pytest.fixture(scope="session")
 def rf_arrays() -> dict[str, np.ndarray]:
     return simulate(TINY_SIMULATION, progress=False)
+
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "activity"  # the example plugin family
+
+
+@pytest.fixture(scope="session")
+def activity_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small simulated data set of the example plugin family: a user's own Parquet file."""
+    path = tmp_path_factory.mktemp("activity") / "activity.parquet"
+    command = [sys.executable, "-m", "activity_family.simulate", str(path), "--windows", "600", "--subjects", "20"]
+    subprocess.run(command, cwd=EXAMPLE, check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def activity_installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example plugin installed as a user installs a package (pip, entry points and all), into
+    a folder to put on PYTHONPATH instead of into the test environment."""
+    work = tmp_path_factory.mktemp("activity-install")
+    shutil.copytree(EXAMPLE, work / "source", ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(work / "site"), str(work / "source")]
+    subprocess.run(command, check=True, capture_output=True)
+    return work / "site"

@@ -1,12 +1,15 @@
-"""A name -> factory registry with a decorator, in the spirit of timm's model registry."""
+"""A name -> entry registry with a decorator, in the spirit of timm's model registry. Entries are
+model and attention factories, or families."""
 from __future__ import annotations
 
 import importlib
 import inspect
 import pkgutil
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Callable, Generic, Iterator, TypeVar
 
-Factory = TypeVar("Factory", bound=Callable[..., Any])
+from trainables.plugins import load_entry_points
+
+Entry = TypeVar("Entry")
 
 
 class UnknownNameError(KeyError):
@@ -16,21 +19,21 @@ class UnknownNameError(KeyError):
         return str(self.args[0])
 
 
-class Registry(Generic[Factory]):
+class Registry(Generic[Entry]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self._entries: dict[str, Factory] = {}
+        self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str) -> Callable[[Factory], Factory]:
-        def decorator(factory: Factory) -> Factory:
+    def register(self, name: str) -> Callable[[Entry], Entry]:
+        def decorator(entry: Entry) -> Entry:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = factory
-            return factory
+            self._entries[name] = entry
+            return entry
 
         return decorator
 
-    def get(self, name: str) -> Factory:
+    def get(self, name: str) -> Entry:
         try:
             return self._entries[name]
         except KeyError:
@@ -49,7 +52,9 @@ class Registry(Generic[Factory]):
         return iter(sorted(self._entries))
 
 
-def import_submodules(package: str) -> None:
-    """Import every module of ``package``, so the ones that register entries on import are found."""
+def import_submodules(package: str, plugin_group: str) -> None:
+    """Import every module of ``package`` and of the plugins installed in ``plugin_group``, so the
+    ones that register entries on import are found."""
     for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
         importlib.import_module(f"{package}.{module.name}")
+    load_entry_points(plugin_group)

@@ -48,6 +48,8 @@ class TrainSettings:
     cosine_floor: float = 0.1  # the cosine schedule's last learning rate, as a fraction of the peak (nanoGPT's)
     eval_batch_size: int = 256
     latency_repeats: int = 30  # batch-1 forward passes timed once per trial
+    plugins: tuple[str, ...] = ()  # modules a worker imports before it looks the family up (trainables/plugins.py)
+
 
 
 def train(
@@ -63,7 +65,7 @@ def train(
     ``resume`` is a state reported earlier (see :func:`load_checkpoint`); training continues
     after its epoch.
     """
-    family = get_family(settings.family)
+    family = get_family(settings.family, settings.plugins)
     config = applicable(config)
     device = default_device()
     seed = int(config.get("seed", settings.seed))
@@ -197,7 +199,7 @@ def retrain_and_test(
     config: Mapping[str, Any], data: DataSplits, context: Mapping[str, Any], settings: TrainSettings, seed: int
 ) -> RetrainResult:
     """Train ``config`` from scratch with ``seed``, keep the best validation epoch, test it."""
-    family = get_family(settings.family)
+    family = get_family(settings.family, settings.plugins)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {}
 
@@ -229,7 +231,7 @@ def stability_probe(
 
     Rows are drawn with replacement, so batch sizes larger than the training split work too.
     """
-    family = get_family(settings.family)
+    family = get_family(settings.family, settings.plugins)
     rows = len(next(iter(data.train.values())))
     finite = {}
     for batch_size in batch_sizes:

@@ -31,7 +31,8 @@ def test_print_config_shows_the_file_with_the_flags_over_it(workdir, capsys):
     assert not ray.is_initialized() and not (workdir / "ray_results").exists()
 
 
-def test_the_file_and_the_flags_reach_launch(workdir, monkeypatch):
+def stop_at_launch(monkeypatch) -> dict:
+    """What `sweeper.launch` would receive, without running anything."""
     received = {}
 
     def fake_launch(family, **options):
@@ -40,9 +41,48 @@ def test_the_file_and_the_flags_reach_launch(workdir, monkeypatch):
 
     monkeypatch.setattr("sweeper.api.launch", fake_launch)
     monkeypatch.setattr("sweeper.cli._how_to_continue", lambda args, interrupt: "")
+    return received
+
+
+def test_the_file_and_the_flags_reach_launch(workdir, monkeypatch):
+    received = stop_at_launch(monkeypatch)
     run(["launch", "--config", "sweeps/sweep.yaml", "--seed", "7"])
     assert received["family"] == "localization" and received["seed"] == 7 and received["sampler"] == "nsga2"
     assert received["objectives"] == ("val_mean_error_m", "latency_ms_p95") and received["search_space"] == workdir / "sweeps" / "spaces" / "mine.yaml"
+
+
+INLINE = """family: localization
+preset: smoke
+plugins: [my_models]
+search_space:
+  family: localization
+  parameters:
+    architecture: heimdall_net
+    dropout: 0.1
+    learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+    weight_decay: 1.0e-4
+    batch_size: 16
+"""
+
+
+def test_an_inline_search_space_and_plugins_reach_launch_and_print_config(workdir, monkeypatch, capsys):
+    Path("inline.yaml").write_text(INLINE)
+    assert run(["launch", "--config", "inline.yaml", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["plugins"] == ["my_models"] and printed["search_space"] == yaml.safe_load(INLINE)["search_space"]
+    received = stop_at_launch(monkeypatch)
+    run(["launch", "--config", "inline.yaml", "--plugin", "other_models"])
+    assert received["plugins"] == ("other_models",), "the flag overrides the file"
+    space = received["search_space"]
+    assert space.source == "inline.yaml: search_space" and space.document["parameters"]["batch_size"] == 16
+
+
+def test_a_bad_inline_search_space_is_named_by_file_and_key(workdir, capsys):
+    Path("inline.yaml").write_text(INLINE.replace("batch_size: 16", "batch_size: {type: categorical, choices: []}"))
+    assert run(["launch", "--config", "inline.yaml", "--plugin", ""]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "sweeper: error: inline.yaml: search_space: parameters.batch_size.choices: expected a non-empty list of values"
+    assert not ray.is_initialized() and not (workdir / "ray_results").exists() and not (workdir / "mlflow.db").exists()
 
 
 @pytest.mark.parametrize("content, message", [

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from trainables.plugins import ATTENTION
 from trainables.registry import Registry, import_submodules
 
 AttentionFactory = Callable[..., nn.Module]
@@ -40,4 +41,4 @@ def attention_options(name: str) -> tuple[str, ...]:
 
 
 def _import_mechanisms() -> None:
-    import_submodules(__name__)  # registration happens on import
+    import_submodules(__name__, ATTENTION)  # registration happens on import

@@ -1,24 +1,30 @@
 """The family registry: a family is a task with its data, architectures, loss, metrics and presets.
 
-``sweeper/`` knows families only through :func:`get_family`; adding a family is adding a module
-here that defines ``FAMILY``, its models under ``trainables/models/`` and its YAML search space.
+``sweeper/`` knows families only through :func:`get_family`. A family registers itself on import
+with ``register_family(Family(...))``: the built-in ones are the modules of this package, users'
+own come from their packages (trainables/plugins.py). Either way a family is its module, its
+models (``register_model``) and its search space and promotion YAML files.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from search_spaces import SearchSpace, family_search_space_path, load_search_space
+from search_spaces import InlineSpace, SearchSpace, family_search_space_path, load_search_space, parse_search_space
 from search_spaces.promotion import Promotion, family_promotion_path, load_promotion
 from trainables.data import DataSplits
 from trainables.data.tables import Arrays, Schema
 from trainables.errors import UserError
 from trainables.models import architectures, model_hyperparameters
+from trainables.plugins import FAMILIES, import_plugins, load_entry_points
+from trainables.registry import Registry
 
 # Hyperparameters the generic trainable consumes itself; every other one goes to the model.
 TRAINING_HYPERPARAMETERS = ("learning_rate", "weight_decay", "batch_size")
@@ -26,12 +32,6 @@ TRAINING_HYPERPARAMETERS = ("learning_rate", "weight_decay", "batch_size")
 # ``plateau`` (the default) or ``cosine`` with a linear warm-up (see train_loop.learning_rate_schedule).
 SCHEDULE_SETTINGS = ("schedule", "warmup_fraction")
 
-_MODULES = {
-    "language_model": "trainables.families.language_model",
-    "localization": "trainables.families.localization",
-    "response_time": "trainables.families.response_time",
-    "segmentation": "trainables.families.segmentation",
-}
 
 
 # a split's arrays -> outputs in the family's model format, one array per name in ``Family.outputs``
@@ -95,6 +95,10 @@ class Family:
     plots: Callable[[Mapping[str, Sequence[Sequence[np.ndarray]]], Arrays], dict[str, Any]] | None = None
     # what a trial costs, the second of the default objectives (`launch --objectives default`)
     cost: str = "latency_ms_p95"
+    # the family's search space and promotion policy; default: search_spaces/NAME.yaml and
+    # search_spaces/NAME.promotion.yaml (a plugin family keeps its own beside its module)
+    search_space_file: Path | None = None
+    promotion_file: Path | None = None
 
     @property
     def validation_metric(self) -> str:
@@ -113,15 +117,18 @@ class Family:
     def architectures(self) -> tuple[str, ...]:
         return architectures(self.name)
 
-    def search_space(self, path: Path | None = None) -> SearchSpace:
-        """The family's own search space, or a user's file validated against this family."""
-        return load_search_space(
-            path or family_search_space_path(self.name),
+    def search_space(self, given: Path | InlineSpace | None = None) -> SearchSpace:
+        """The family's own search space, or a user's (a file, or a sweep file's inline mapping
+        with the name of its source) validated against this family."""
+        checks = (
             self.name,
             self.architectures(),
             lambda architecture: model_hyperparameters(self.name, architecture),
             self.training_settings,
         )
+        if isinstance(given, InlineSpace):
+            return parse_search_space(given.document, given.source, *checks)
+        return load_search_space(given or self.search_space_file or family_search_space_path(self.name), *checks)
 
     def context(self, train: Arrays) -> dict[str, Any]:
         """What models must know about the data, plus the input spec an exported model documents."""
@@ -131,7 +138,7 @@ class Family:
     def promotion(self) -> Promotion:
         """The family's baselines and promotion policy, validated against its architectures."""
         return load_promotion(
-            family_promotion_path(self.name),
+            self.promotion_file or family_promotion_path(self.name),
             self.name,
             self.architectures(),
             lambda architecture: model_hyperparameters(self.name, architecture),
@@ -163,11 +170,34 @@ def select_columns(splits: DataSplits, names: Sequence[str]) -> DataSplits:
     return DataSplits(keep(splits.train), keep(splits.validation), keep(splits.test), splits.source)
 
 
+_registry: Registry[Family] = Registry("family")
+
+
+def register_family(family: Family) -> Family:
+    """Make ``family`` known by its name; a family's module calls it once, on import."""
+    return _registry.register(family.name)(family)
+
+
+def _built_in() -> tuple[str, ...]:
+    return tuple(module.name for module in pkgutil.iter_modules(__path__))
+
+
 def family_names() -> tuple[str, ...]:
-    return tuple(sorted(_MODULES))
+    """The built-in families, the registered ones and the installed plugins' (not imported yet)."""
+    return tuple(sorted({*_built_in(), *_registry, *(entry.name for entry in entry_points(group=FAMILIES))}))
 
 
-def get_family(name: str) -> Family:
-    if name not in _MODULES:
-        raise UnknownFamilyError(f"unknown family {name!r}; known: {', '.join(family_names())}")
-    return importlib.import_module(_MODULES[name]).FAMILY
+def get_family(name: str, plugins: Sequence[str] = ()) -> Family:
+    """The family ``name``, imported the first time it is asked for, after the ``plugins`` modules
+    (``--plugin``; trainables/plugins.py) that may register it."""
+    import_plugins(plugins)
+    if name not in _registry and name in _built_in():
+        importlib.import_module(f"{__name__}.{name}")
+    if name not in _registry:
+        load_entry_points(FAMILIES)
+    if name not in _registry:
+        raise UnknownFamilyError(
+            f"unknown family {name!r}; known: {', '.join(family_names())} (a family of your own: install its "
+            "package with an 'attention_sweeper.families' entry point, or name its module with --plugin)"
+        )
+    return _registry.get(name)

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from trainables.data import DataSplits, checked_settings, read_user_table
 from trainables.data.char_sequences import VOCAB_SIZE, CharSequences, load_sequences
 from trainables.data.tables import Arrays, Column, Schema
-from trainables.families import Family, Predictor, Preset, select_columns
+from trainables.families import Family, Predictor, Preset, register_family, select_columns
 from trainables.metrics.language_model import bits_per_character
 from trainables.models.ngram import KneserNey
 
@@ -102,7 +102,7 @@ def kneser_ney_reference(splits: DataSplits) -> Predictor:
     return lambda arrays: [model.log_probabilities(arrays["inputs"], order)]  # (N, T, V)
 
 
-FAMILY = Family(
+FAMILY = register_family(Family(
     name="language_model",
     description="character-level language model on stdlib docstrings (dense softmax, tiled and hyperbolic attention)",
     metric="bits_per_character",
@@ -119,4 +119,4 @@ FAMILY = Family(
     evaluate=evaluate,
     row_scores=row_scores,
     reference=kneser_ney_reference,
-)
+))

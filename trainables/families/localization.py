@@ -33,7 +33,7 @@ from trainables.data import DataSplits, read_user_table, simulated, split_random
 from trainables.data.rf_simulation import FEATURE_NAMES, SIMULATOR_VERSION, RFSimulation, simulate
 from trainables.data.tables import Arrays, Column, Schema
 from trainables.errors import DataError
-from trainables.families import Family, Predictor, Preset
+from trainables.families import Family, Predictor, Preset, register_family
 from trainables.models.multilateration import multilaterate
 
 SCHEMA = Schema(
@@ -197,7 +197,7 @@ def receiver_slices(arrays: Arrays) -> dict[str, np.ndarray]:
     return {f"{low}-{high} receivers": (active >= low) & (active <= high) for low, high in ((1, 2), (3, 5), (6, most)) if low <= most}
 
 
-FAMILY = Family(
+FAMILY = register_family(Family(
     name="localization",
     description="transmitter localization from multi-receiver RF captures (HeimdallNet / HeimdallNetPro)",
     metric="mean_error_m",
@@ -217,4 +217,4 @@ FAMILY = Family(
     check_rows=_check_receivers,
     slices=receiver_slices,
     plots=diagnostic_plots,
-)
+))

@@ -40,7 +40,7 @@ from torch.nn import functional as F
 from trainables.data import DataSplits, read_user_table, simulated, split_by_group
 from trainables.data.eeg_simulation import CHANNELS, SIMULATOR_VERSION, EEGSimulation, simulate
 from trainables.data.tables import Arrays, Column, Schema
-from trainables.families import Family, Predictor, Preset
+from trainables.families import Family, Predictor, Preset, register_family
 from trainables.models.erp_features import trial_features
 
 SCHEMA = Schema(
@@ -148,7 +148,7 @@ def erp_regression_reference(splits: DataSplits) -> Predictor:
     return predict
 
 
-FAMILY = Family(
+FAMILY = register_family(Family(
     name="response_time",
     description="response time from one EEG trial (the EEG seeds' CNNs with multi-head, sparse, channel and temporal attention; timing-aware attention CNNs)",
     metric="nrmse",
@@ -170,4 +170,4 @@ FAMILY = Family(
     # every architecture answers within 10 ms at batch 1 (BENCHMARKS.md), far inside the 50 ms
     # budget; what the seeds trade accuracy against is their size (the sparse-attention CNNs')
     cost="param_count",
-)
+))

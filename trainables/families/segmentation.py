@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from trainables.data import DataSplits, checked_settings, read_user_table
 from trainables.data.segmentation_documents import SegmentationDocuments, load_documents
 from trainables.data.tables import Arrays, Column, Schema
-from trainables.families import Family, Predictor, Preset, select_columns
+from trainables.families import Family, Predictor, Preset, register_family, select_columns
 from trainables.metrics.segmentation import SEGMENTATION_METRICS, per_document_scores, segmentation_scores
 from trainables.models.text_tiling import block_cohesion, decode_boundaries, depth_scores, word_idf
 
@@ -132,7 +132,7 @@ def text_tiling_reference(splits: DataSplits) -> Predictor:
     return predict
 
 
-FAMILY = Family(
+FAMILY = register_family(Family(
     name="segmentation",
     description="text segmentation of documents of stdlib docstrings (self, localized, boundary-aware attention over sentences)",
     metric="pk",
@@ -149,4 +149,4 @@ FAMILY = Family(
     evaluate=evaluate,
     row_scores=row_scores,
     reference=text_tiling_reference,
-)
+))

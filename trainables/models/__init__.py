@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 
 from torch import nn
 
+from trainables.plugins import MODELS
 from trainables.registry import Registry, UnknownNameError, import_submodules
 
 ModelFactory = Callable[..., nn.Module]
@@ -44,7 +45,7 @@ def create_model(
 
 
 def _import_model_modules() -> None:
-    import_submodules(__name__)  # registration happens on import; this keeps `create_model` the one door
+    import_submodules(__name__, MODELS)  # registration happens on import; this keeps `create_model` the one door
 
 
 __all__ = [
