@@ -91,6 +91,22 @@ def time_within(
 
 
 @contextlib.contextmanager
+def ray_session() -> Iterator[None]:
+    """Local Ray for one measurement, or the session ``python -m benchmarks all`` keeps up for all
+    of them: each start and shutdown costs seconds that no measurement is about."""
+    import ray
+
+    from sweeper.cluster import start_ray
+
+    started = start_ray(None)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
 def torch_threads(threads: int) -> Iterator[None]:
     """torch's intra-op thread count for the block (a trial on one CPU runs with one thread)."""
     import torch

@@ -17,14 +17,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
-import ray
 
-from benchmarks.common import Outcome, Row, Spread, figure, rotated, save_figure
+from benchmarks.common import Outcome, Row, Spread, figure, ray_session, rotated, save_figure
 from mlflow_server.options import default_tracking_uri
-from sweeper.cluster import start_ray
 from sweeper.launcher import LaunchOptions, launch
 from sweeper.objectives import hypervolume, pareto_mask, reference_point, resolve_objectives
-from sweeper.summary import TRIAL_TABLE
+from sweeper.sweep_artifacts import TRIAL_TABLE
 from sweeper.sweeps import load_record
 from trainables.families import Family, get_family
 
@@ -55,12 +53,9 @@ def measure(size: str, out: Path) -> Outcome:
     objectives = resolve_objectives(family, ("default",))
     points: dict[int, dict[str, list[list[float]]]] = {}
     with tempfile.TemporaryDirectory(prefix="benchmark-pareto-") as folder:
-        start_ray(None)
-        try:
+        with ray_session():
             for seed in range(settings.repeats):
                 points[seed] = {kind: run_sweep(family, settings, kind, seed, Path(folder)) for kind in rotated(KINDS, seed)}
-        finally:
-            ray.shutdown()
     comparisons = {seed: compare(objectives, runs) for seed, runs in points.items()}
     plot(family, objectives, points[0], out / "pareto.png")
     results = {"objectives": [o.name for o in objectives], "points": points, "comparisons": comparisons}

@@ -23,12 +23,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import ray
 from mlflow.tracking import MlflowClient
 
-from benchmarks.common import Outcome, Row, Spread, figure, rotated, save_figure
+from benchmarks.common import Outcome, Row, Spread, figure, ray_session, rotated, save_figure
 from mlflow_server.options import default_tracking_uri
-from sweeper.cluster import start_ray
 from sweeper.launcher import LaunchOptions, launch
 from trainables.families import Family, get_family
 
@@ -70,8 +68,7 @@ def measure(size: str, out: Path) -> Outcome:
     family = get_family(settings.family)
     seeds = list(range(settings.repeats))
     with tempfile.TemporaryDirectory(prefix="benchmark-search-") as folder:
-        start_ray(None)
-        try:
+        with ray_session():
             sweeps: dict[int, dict[str, dict[str, Any]]] = {seed: {} for seed in seeds}
             for seed in seeds:
                 for strategy in rotated(settings.strategies, seed):
@@ -79,8 +76,6 @@ def measure(size: str, out: Path) -> Outcome:
             for seed in seeds:
                 source = f"{label(SEARCH)}-seed{seeds[(seed + 1) % len(seeds)]}"
                 sweeps[seed][WARM] = run_sweep(family, settings, SEARCH, seed, Path(folder), warm_start=source)
-        finally:
-            ray.shutdown()
     comparisons = {seed: compare(family, runs, settings.budget_s) for seed, runs in sweeps.items()}
     plot(family, sweeps, settings, out / "search_quality.png")
     results = {"metric": family.validation_metric, "sweeps": sweeps, "comparisons": comparisons, "anchor": ANCHOR}

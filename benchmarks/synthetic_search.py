@@ -26,12 +26,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import ray
 from ray import tune
 
-from benchmarks.common import Outcome, Row, Spread, figure, rotated, save_figure
+from benchmarks.common import Outcome, Row, Spread, figure, ray_session, rotated, save_figure
 from search_spaces import SearchSpace, parse_search_space
-from sweeper.cluster import start_ray
 from sweeper.launcher import build_tuner
 from sweeper.objectives import Objective
 from sweeper.strategies import SAMPLERS, SCHEDULERS, Budget, create
@@ -132,15 +130,12 @@ def measure(size: str, out: Path) -> Outcome:
     curves: dict[int, dict[str, list[tuple[float, float]]]] = {}
     trials: dict[int, dict[str, int]] = {}
     with tempfile.TemporaryDirectory(prefix="benchmark-synthetic-") as folder:
-        start_ray(None)
-        try:
+        with ray_session():
             for seed in range(settings.repeats):
                 curves[seed], trials[seed] = {}, {}
                 for strategy in rotated(settings.strategies, seed):
                     reports, trials[seed]["+".join(strategy)] = run_sweep(settings, strategy, seed, Path(folder))
                     curves[seed]["+".join(strategy)] = incumbent_curve(reports)
-        finally:
-            ray.shutdown()
     comparisons = {seed: compare(runs, settings) for seed, runs in curves.items()}
     plot(curves, settings, out / "synthetic_search.png")
     results = {"curves": curves, "comparisons": comparisons, "trials": trials}

@@ -49,6 +49,11 @@ class Cluster:
                 raise TimeoutError(f"the cluster did not reach {nodes} nodes")
             time.sleep(1)
 
+    def start_worker(self) -> None:
+        log = self.logs["head"].with_name(f"worker-{len(self.logs)}.log")
+        self.start_node("worker", f"--address={self.address}", "--node-ip-address=127.0.0.1", log=log)
+        self.wait_for(2)
+
     def kill_node(self, name: str) -> None:
         kill_tree(self.nodes.pop(name).pid)
 
@@ -57,22 +62,31 @@ class Cluster:
             self.kill_node(name)
 
 
-@pytest.fixture
-def cluster(tmp_path):
+@pytest.fixture(scope="module")
+def running_cluster(tmp_path_factory):
+    """One cluster per test module: starting one takes 10-20 s."""
     # Ray's socket paths must stay under 108 bytes: pytest's temporary paths are too long.
     ray_temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    logs = tmp_path_factory.mktemp("cluster")
     port = free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "SWEEPER_CACHE_DIR": str(tmp_path / "cache")}
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "SWEEPER_CACHE_DIR": str(logs / "cache")}
     cluster = Cluster(f"127.0.0.1:{port}", env)
     try:
         started = time.monotonic()
         cluster.start_node("head", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-                           "--dashboard-host=127.0.0.1", f"--temp-dir={ray_temp}", log=tmp_path / "head.log")  # fmt: skip
+                           "--dashboard-host=127.0.0.1", f"--temp-dir={ray_temp}", log=logs / "head.log")  # fmt: skip
         cluster.wait_for(1)
-        cluster.start_node("worker", f"--address={cluster.address}", "--node-ip-address=127.0.0.1", log=tmp_path / "worker.log")
-        cluster.wait_for(2)
+        cluster.start_worker()
         print(f"2-node cluster up in {time.monotonic() - started:.1f} s")
         yield cluster
     finally:
         cluster.stop()
         shutil.rmtree(ray_temp, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(running_cluster):
+    """The module's cluster with both nodes up: a worker node a test killed is started again."""
+    if "worker" not in running_cluster.nodes:
+        running_cluster.start_worker()
+    return running_cluster
