@@ -1,4 +1,4 @@
-"""Sweeps on a real 2-node Ray cluster (loopback): both nodes used, a worker node lost, the driver lost."""
+"""Sweeps on a real 2-node Ray cluster (loopback): both nodes used by a plugin family, a worker node lost, the driver lost."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import ExperimentAnalysis
 
 from tests.cli import start_sweeper, sweeper
+from tests.conftest import EXAMPLE
 
 pytestmark = pytest.mark.slow
 
@@ -37,24 +38,34 @@ def wait_until(condition, timeout_s: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def mlflow_trial_runs(tmp_path: Path, name: str) -> tuple[list, object]:
+def mlflow_trial_runs(tmp_path: Path, name: str, family: str = "localization") -> tuple[list, object]:
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    experiment = client.get_experiment_by_name("localization")
+    experiment = client.get_experiment_by_name(family)
     runs = client.search_runs([experiment.experiment_id], f"tags.`sweeper.sweep` = '{name}'")
     (parent,) = [r for r in runs if r.data.tags["sweeper.kind"] == "sweep"]
     return [r for r in runs if r.data.tags["sweeper.kind"] == "trial"], parent
 
 
-def test_a_sweep_uses_both_nodes(cluster, tmp_path):
+def test_a_plugin_family_is_swept_on_both_nodes_promoted_and_exported(cluster, tmp_path, activity_data):
+    """The example plugin, installed nowhere: only the driver finds it (PYTHONPATH), so the trials
+    on the other node run only if --plugin shipped its package to the workers."""
     started = time.monotonic()
-    completed = sweeper(tmp_path, *launch_arguments(cluster, tmp_path, "both", trials=4, epochs=2), env=cluster.env)
+    driver = {**cluster.env, "PYTHONPATH": str(EXAMPLE)}
+    storage = ["--storage", str(tmp_path / "results")]
+    completed = sweeper(tmp_path, "launch", "activity", "--plugin", "activity_family", "--data", str(activity_data), "--preset", "smoke",
+                        "--name", "both", "--trials", "4", "--scheduler", "fifo", "--address", cluster.address, *storage, env=driver)  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
-    trials, _ = mlflow_trial_runs(tmp_path, "both")
+    trials, _ = mlflow_trial_runs(tmp_path, "both", "activity")
     nodes = {run.data.tags["sweeper.node"] for run in trials}
     assert len(trials) == 4 and len(nodes) == 2, nodes
-    status = sweeper(tmp_path, "status", "both", "--storage", str(tmp_path / "results"))
+    status = sweeper(tmp_path, "status", "both", *storage, env=driver)
     assert "4 completed" in status.stdout and all(node in status.stdout for node in nodes)
-    print(f"4-trial sweep on 2 nodes: {time.monotonic() - started:.1f} s")
+    promoted = sweeper(tmp_path, "promote", "both", "--seeds", "3", "--epochs", "1", "--json", "--address", cluster.address, *storage, env=driver)
+    assert promoted.returncode == 0, promoted.stderr[-3000:]
+    assert json.loads(promoted.stdout)["family"] == "activity"
+    exported = sweeper(tmp_path, "export", "both", "--out", "exported", *storage, env=driver)
+    assert exported.returncode == 0 and len(list((tmp_path / "exported").iterdir())) == 1, exported.stderr[-3000:]
+    print(f"plugin family on 2 nodes: 4-trial sweep, promotion and export in {time.monotonic() - started:.1f} s")
 
 
 def test_losing_a_worker_node_loses_no_trial(cluster, tmp_path):
