@@ -1,4 +1,4 @@
-"""Ctrl-C held back while work that must not be cut in half runs (Ray starting, an MLflow write)."""
+"""Ctrl-C held back while work that must not be cut in half runs (Ray starting, an MLflow write, torch.export)."""
 from __future__ import annotations
 
 import contextlib

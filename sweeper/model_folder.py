@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from sweeper import __version__
+from sweeper.interrupts import ctrl_c_deferred
 from trainables.errors import UserError
 from trainables.families import get_family
 from trainables.train_loop import build_model, load_weights_only
@@ -124,7 +125,9 @@ def _write_program(network: nn.Module, context: Mapping[str, Any], path: Path) -
     example = example_inputs(context, batch=2)
     dynamic = [{0: torch.export.Dim.AUTO}] * len(example)
     try:
-        with contextlib.redirect_stderr(io.StringIO()):  # a failed trace prints its whole graph
+        # torch.export turns a Ctrl-C inside its tracing into an error of its own, which would read
+        # as "cannot trace" and let the export go on: hold the Ctrl-C until the call returns.
+        with ctrl_c_deferred(), contextlib.redirect_stderr(io.StringIO()):  # a failed trace prints its whole graph
             program = torch.export.export(network, example, dynamic_shapes=dynamic)
         torch.export.save(program, path)
     except Exception as error:  # noqa: BLE001 - tracing fails in many ways; the folder is complete without it
