@@ -77,7 +77,7 @@ def run_family(name: str, settings: Settings, folder: Path) -> dict[str, Any]:
         name, preset=settings.preset, trials=settings.trials, epochs=settings.epochs, name=f"{name}-{settings.preset}",
         storage=str(folder / "ray_results"), tracking_uri=default_tracking_uri(folder),
     )  # fmt: skip
-    launched = sweep.summary
+    launched = sweep.result
     sweep_s = time.perf_counter() - start
     outcome = sweep.promote(seeds=settings.seeds)
     gain = outcome.verdict.reference_gain

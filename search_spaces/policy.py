@@ -107,7 +107,7 @@ def _check_baseline(key: str, config: Any, architectures, hyperparameters, train
 
 def _parse_policy(raw: Any, metrics: Sequence[str], fail) -> Policy:
     if not isinstance(raw, dict):
-        raise fail("policy", "expected a mapping; see search_spaces/promotion.py for the keys")
+        raise fail("policy", "expected a mapping; see search_spaces/policy.py for the keys")
     known = {f.name: f for f in fields(Policy)}
     unknown = sorted(set(raw) - set(known))
     if unknown:

@@ -15,11 +15,11 @@ import pandas as pd
 
 from sweeper.export import Exported, export_sweep
 from sweeper.journal import Journal
-from sweeper.launcher import LaunchOptions, SweepSummary, launch as launch_options, resume as resume_sweep
+from sweeper.launcher import LaunchOptions, SweepResult, launch as launch_options, resume as resume_sweep
 from sweeper.objectives import Front, Objective, resolve_objectives, sweep_front
 from sweeper.promotion import PromoteOptions, PromotionOutcome, promote as promote_sweep
-from sweeper.summary import trial_rows
-from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, TrialSummary, load_record, rank_trials, summarise_trials, sweep_data
+from sweeper.sweep_artifacts import trial_rows
+from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, TrialResult, load_record, rank_trials, read_trials, sweep_data
 from trainables.data import DataSplits
 from trainables.data.tables import Arrays
 from trainables.errors import ConfigError
@@ -35,7 +35,7 @@ class SweepStatus:
     trials: int  # asked for
     started: int
     by_status: dict[str, int]
-    best: TrialSummary | None
+    best: TrialResult | None
     nodes: list[str]
     unsent_records: int  # MLflow records still in the journal
     tracking_uri: str
@@ -47,7 +47,7 @@ class Sweep:
 
     record: SweepRecord
     family: Family
-    summary: SweepSummary | None = None  # what launch or resume printed, when this handle came from them
+    result: SweepResult | None = None  # what launch or resume returned, when this handle came from them
 
     @classmethod
     def open(cls, name: str, storage: str = DEFAULT_STORAGE) -> Sweep:
@@ -62,38 +62,38 @@ class Sweep:
     def objectives(self) -> tuple[Objective, ...]:
         return resolve_objectives(self.family, self.record.objectives)
 
-    def summaries(self) -> list[TrialSummary]:
+    def trial_results(self) -> list[TrialResult]:
         """Every trial with its history and best epoch by the family's validation metric."""
-        return summarise_trials(self.record, self.family.validation_metric, self.family.mode)
+        return read_trials(self.record, self.family.validation_metric, self.family.mode)
 
     @property
     def trials(self) -> pd.DataFrame:
         """One row per trial: the table of ``summary/trials.parquet`` (with the front, if any)."""
-        summaries = self.summaries()
-        front = sweep_front(rank_trials(summaries, self.family.mode), self.objectives)
-        return pd.DataFrame(trial_rows(summaries, self.family.validation_metric, front.trial_ids if front else ()))
+        results = self.trial_results()
+        front = sweep_front(rank_trials(results, self.family.mode), self.objectives)
+        return pd.DataFrame(trial_rows(results, self.family.validation_metric, front.trial_ids if front else ()))
 
-    def best(self, k: int = 1) -> list[TrialSummary]:
+    def best(self, k: int = 1) -> list[TrialResult]:
         """The ``k`` best usable trials (finished, not diverged), best first."""
-        return rank_trials(self.summaries(), self.family.mode)[:k]
+        return rank_trials(self.trial_results(), self.family.mode)[:k]
 
     def front(self) -> Front | None:
         """The Pareto front of a sweep of several objectives; None for one objective."""
-        return sweep_front(rank_trials(self.summaries(), self.family.mode), self.objectives)
+        return sweep_front(rank_trials(self.trial_results(), self.family.mode), self.objectives)
 
     def status(self) -> SweepStatus:
-        summaries = self.summaries()
-        states = [trial.status for trial in summaries]
-        ranked = rank_trials(summaries, self.family.mode)
+        results = self.trial_results()
+        states = [trial.status for trial in results]
+        ranked = rank_trials(results, self.family.mode)
         journal = self.record.journal_dir
         return SweepStatus(
             name=self.name,
             family=self.family.name,
             trials=self.record.trials,
-            started=len(summaries),
+            started=len(results),
             by_status={state: states.count(state) for state in sorted(set(states))},
             best=ranked[0] if ranked else None,
-            nodes=sorted({t.node for t in summaries if t.node != "unknown"}),
+            nodes=sorted({t.node for t in results if t.node != "unknown"}),
             unsent_records=len(Journal(journal).pending()) if journal.exists() else 0,
             tracking_uri=self.record.tracking_uri,
         )
@@ -130,9 +130,9 @@ class Sweep:
 def launch(family: str, *, objectives: Sequence[str] = (), warm_start: Sequence[str] = (), **options: Any) -> Sweep:
     """Run a sweep of ``family`` to its end and return its handle; ``options`` are LaunchOptions'
     (preset, trials, epochs, sampler, scheduler, storage, tracking_uri, address, ...)."""
-    summary = launch_options(LaunchOptions(family, objectives=tuple(objectives), warm_start=tuple(warm_start), **options))
-    opened = Sweep.open(summary.name, options.get("storage", DEFAULT_STORAGE))
-    return Sweep(opened.record, opened.family, summary)
+    result = launch_options(LaunchOptions(family, objectives=tuple(objectives), warm_start=tuple(warm_start), **options))
+    opened = Sweep.open(result.name, options.get("storage", DEFAULT_STORAGE))
+    return Sweep(opened.record, opened.family, result)
 
 
 def open(name: str, storage: str = DEFAULT_STORAGE) -> Sweep:  # noqa: A001 (the API's verb, as in io.open)

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from search_spaces.promotion import Policy
+from search_spaces.policy import Policy
 from sweeper.decision import ModelEvidence, Verdict, compare_scores, decide, sequential_looks, should_stop
 
 POLICY = Policy(metric="mean_error", mode="min", min_relative_improvement=0.10, min_gain_over_reference=None)

@@ -16,7 +16,7 @@ from mlflow_server.options import add_arguments as add_server_arguments
 from trainables.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
-    from sweeper.launcher import SweepInterrupted, SweepSummary
+    from sweeper.launcher import SweepInterrupted, SweepResult
 
 logger = logging.getLogger("sweeper")
 
@@ -219,7 +219,7 @@ def _launch(args: argparse.Namespace) -> int:
     if getattr(args, "print_config", False):
         print(as_yaml({field.name: settings.get(field.name, field.default) for field in fields}), end="")
         return 0
-    _print_summary(api.launch(settings.pop("family"), **settings).summary)
+    _print_result(api.launch(settings.pop("family"), **settings).result)
     return 0
 
 
@@ -236,7 +236,7 @@ def _families(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from sweeper import api
 
-    _print_summary(api.open(args.sweep, args.storage).resume(args.address).summary)
+    _print_result(api.open(args.sweep, args.storage).resume(args.address).result)
     return 0
 
 
@@ -256,26 +256,26 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(summary: SweepSummary) -> None:
-    trials = ", ".join(f"{count} {status}" for status, count in summary.trials_by_status.items())
-    print(f"\nSweep {summary.name}: {trials}")
+def _print_result(result: SweepResult) -> None:
+    trials = ", ".join(f"{count} {status}" for status, count in result.trials_by_status.items())
+    print(f"\nSweep {result.name}: {trials}")
     print(
-        f"Best trial {summary.best_trial_id} ({summary.best_config.get('architecture')}): "
-        f"{summary.metric} = {summary.best_value:.4g} at epoch {summary.best_epoch}"
+        f"Best trial {result.best_trial_id} ({result.best_config.get('architecture')}): "
+        f"{result.metric} = {result.best_value:.4g} at epoch {result.best_epoch}"
     )
-    gain = summary.gain_over_reference
+    gain = result.gain_over_reference
     if gain is not None:
-        reference = summary.reference[summary.metric.removeprefix("val_")]
+        reference = result.reference[result.metric.removeprefix("val_")]
         verdict = f"the best trial is {gain:.1%} better" if gain > 0 else f"the best trial is {-gain:.1%} WORSE: no network of this sweep beats it"
-        print(f"Non-learned reference on the validation split: {summary.metric} = {reference:.4g}; {verdict}")
-    print(f"Config: {summary.best_config}")
-    if summary.pareto_front:
-        _print_front(summary.pareto_front, summary.name)
-    print(f"Results and checkpoints: {summary.results_path}")
-    if summary.unsent_records:
-        print(f"MLflow at {summary.tracking_uri} was unreachable: {summary.unsent_records} records are kept on disk; "
-              f"send them with: sweeper sync {summary.name}")  # fmt: skip
-    print(f"Browse it: {_browse_command(summary.tracking_uri)}  (experiment {summary.family!r}, run {summary.name!r})")
+        print(f"Non-learned reference on the validation split: {result.metric} = {reference:.4g}; {verdict}")
+    print(f"Config: {result.best_config}")
+    if result.pareto_front:
+        _print_front(result.pareto_front, result.name)
+    print(f"Results and checkpoints: {result.results_path}")
+    if result.unsent_records:
+        print(f"MLflow at {result.tracking_uri} was unreachable: {result.unsent_records} records are kept on disk; "
+              f"send them with: sweeper sync {result.name}")  # fmt: skip
+    print(f"Browse it: {_browse_command(result.tracking_uri)}  (experiment {result.family!r}, run {result.name!r})")
 
 
 def _print_front(front, sweep: str) -> None:

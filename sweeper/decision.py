@@ -15,7 +15,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 from scipy import optimize, stats
 
-from search_spaces.promotion import Policy
+from search_spaces.policy import Policy
 
 Decision = Literal["promote", "keep_experimental", "demote"]
 

@@ -18,7 +18,7 @@ import numpy as np
 from mlflow_server.options import default_tracking_uri
 from sweeper.model_folder import ExportedModel, ExportError, load, read_config, staged, verify, write_folder
 from sweeper.objectives import resolve_objectives, sweep_front
-from sweeper.sweeps import SweepRecord, TrialSummary, rank_trials, summarise_trials
+from sweeper.sweeps import SweepRecord, TrialResult, rank_trials, read_trials
 from sweeper.tracking import PROMOTION_ARTIFACTS, SweepTracker, check_reachable
 from trainables.data.tables import Schema, read_table, write_table
 from trainables.errors import ConfigError, DataError
@@ -50,7 +50,7 @@ def export_sweep(
         raise ConfigError("--pareto exports the whole front, ranked by the sweep's first objective; drop --top-k and --metric")
     sweep = record.name
     metric, mode = _metric(family, metric, mode)
-    trials = summarise_trials(record, metric, mode)
+    trials = read_trials(record, metric, mode)
     ranked = rank_trials(trials, mode)
     if trials and all(trial.status == "diverged" for trial in trials):
         raise ExportError(f"every trial of sweep {sweep!r} diverged; nothing to export. Narrow the learning_rate range and launch again")
@@ -71,7 +71,7 @@ def export_sweep(
     return exported
 
 
-def _front(record: SweepRecord, family: Family, ranked: list[TrialSummary]) -> tuple[TrialSummary, ...]:
+def _front(record: SweepRecord, family: Family, ranked: list[TrialResult]) -> tuple[TrialResult, ...]:
     front = sweep_front(ranked, resolve_objectives(family, record.objectives))
     if front is None:
         raise ConfigError(f"sweep {record.name!r} searched one objective and has no Pareto front; "
@@ -90,7 +90,7 @@ def _metric(family: Family, metric: str | None, mode: str | None) -> tuple[str, 
     return f"val_{name}", mode or family.mode
 
 
-def _from_checkpoint(trial: TrialSummary, record: SweepRecord, metric: str) -> ExportedModel:
+def _from_checkpoint(trial: TrialResult, record: SweepRecord, metric: str) -> ExportedModel:
     from ray.tune import Checkpoint
 
     checkpoint = Checkpoint(trial.checkpoint_path, filesystem=trial.checkpoint_filesystem)

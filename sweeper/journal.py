@@ -68,13 +68,22 @@ class Journal:
     def mark_sent(self, runs: Mapping[str, str]) -> None:
         self.sent += 1
         self.runs.update(runs)
+        self._save()
+
+    def remember(self, key: str, run_id: str) -> None:
+        """The run of ``key`` is known already (created elsewhere): records may name it as parent."""
+        if self.runs.get(key) != run_id:
+            self.runs[key] = run_id
+            self._save()
+
+    def _save(self) -> None:
         temporary = self.state_path.with_suffix(".tmp")
         temporary.write_text(json.dumps({"sent": self.sent, "runs": self.runs}))
         os.replace(temporary, self.state_path)
 
 
 class SweepLog:
-    """The records of one sweep (parent run, trial runs, summary), sent through a :class:`Journal`."""
+    """The records of one sweep (parent run, trial runs, its artifacts, promotions), sent through a :class:`Journal`."""
 
     def __init__(self, tracker: SweepTracker, journal: Journal, sweep: str) -> None:
         self.tracker, self.journal, self.sweep = tracker, journal, sweep
@@ -104,6 +113,9 @@ class SweepLog:
     def discard(self, key: str) -> None:
         """Delete the run of ``key`` (a trial the restored experiment never knew)."""
         self._submit({"op": "delete", "key": key})
+
+    def remember(self, key: str, run_id: str) -> None:
+        self.journal.remember(key, run_id)
 
     def keys(self) -> set[str]:
         return {record["key"] for record in self.journal.records if record["op"] == "start"}

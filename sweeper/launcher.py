@@ -30,17 +30,17 @@ from sweeper.decision import relative_gain
 from sweeper.journal import SweepLog, TrialLogger, open_sweep_log
 from sweeper.objectives import FRONT_TAG, Front, Objective, resolve_objectives, sweep_front
 from sweeper.strategies import SAMPLERS, SCHEDULERS, Budget
-from sweeper.summary import write_summary
+from sweeper.sweep_artifacts import write_sweep_artifacts
 from sweeper.sweeps import (
     DEFAULT_STORAGE,
     SweepRecord,
-    TrialSummary,
+    TrialResult,
     journal_dir,
     load_record,
     rank_trials,
     resolve_storage,
     save_record,
-    summarise_trials,
+    read_trials,
     sweep_data,
     sweep_space,
 )
@@ -122,7 +122,7 @@ class SweepPlan:
 
 
 @dataclass(frozen=True)
-class SweepSummary:
+class SweepResult:
     name: str
     family: str
     metric: str
@@ -204,7 +204,7 @@ def _settings(options: LaunchOptions, *names: str) -> dict[str, Any]:
     return {name: getattr(options, name) for name in names}
 
 
-def launch(options: LaunchOptions) -> SweepSummary:
+def launch(options: LaunchOptions) -> SweepResult:
     plan = plan_sweep(options)
     data = plan.family.load_data(plan.preset.data, options.data, options.seed)
     logger.info("data: %s, %s", data.source, data.sizes())
@@ -230,7 +230,7 @@ def launch(options: LaunchOptions) -> SweepSummary:
             ray.shutdown()
 
 
-def resume(record: SweepRecord, family: Family, address: str | None = None) -> SweepSummary:
+def resume(record: SweepRecord, family: Family, address: str | None = None) -> SweepResult:
     """Continue an interrupted sweep where it stopped: finished trials are kept, unfinished ones
     continue from their last checkpoint, the Optuna searcher continues its study, and MLflow
     records go to the same parent and trial runs (the journal knows their ids)."""
@@ -265,19 +265,19 @@ def _forget_lost_trials(log: SweepLog, known: set[str]) -> None:
 
 
 def _fit(tuner: tune.Tuner, family: Family, space: SearchSpace, record: SweepRecord, log: SweepLog,
-         reference: Mapping[str, float], address: str | None) -> SweepSummary:  # fmt: skip
+         reference: Mapping[str, float], address: str | None) -> SweepResult:  # fmt: skip
     """Run the sweep to its end, or raise SweepInterrupted after Ctrl-C, with its MLflow runs KILLED."""
     try:
         tuner.fit()  # the first Ctrl-C makes Ray Tune save its state and return early, without an error
-        trials = summarise_trials(record, family.validation_metric, family.mode)
+        trials = read_trials(record, family.validation_metric, family.mode)
     except KeyboardInterrupt:  # a second Ctrl-C skips that save; resume starts from the one before
-        trials = summarise_trials(record, family.validation_metric, family.mode)
+        trials = read_trials(record, family.validation_metric, family.mode)
     unfinished = [trial.trial_id for trial in trials if trial.status in ("running", "pending")]
     # A spent time budget ends the sweep before all its trials started; Ray stopped the running ones.
     if unfinished or (len(trials) < record.trials and record.time_budget_s is None):
         _mark_runs(log, unfinished, "interrupted", "KILLED")  # an unreachable MLflow gets it on resume (journal)
         raise SweepInterrupted(record.name, record.storage, address)
-    return _summarise(family, space, record, log, reference, trials)
+    return _conclude(family, space, record, log, reference, trials)
 
 
 def _mark_runs(log: SweepLog, trial_ids: list[str], status: str, mlflow_status: str) -> None:
@@ -430,8 +430,8 @@ def _record(plan: SweepPlan, parent_run_id: str) -> SweepRecord:
     )
 
 
-def _summarise(family: Family, space: SearchSpace, record: SweepRecord, log: SweepLog, reference: Mapping[str, float],
-               trials: list[TrialSummary]) -> SweepSummary:  # fmt: skip
+def _conclude(family: Family, space: SearchSpace, record: SweepRecord, log: SweepLog, reference: Mapping[str, float],
+               trials: list[TrialResult]) -> SweepResult:  # fmt: skip
     """Log the summary of the finished sweep, as read back from storage (as any later command will)."""
     statuses = [trial.status for trial in trials]
     by_status = {status: statuses.count(status) for status in sorted(set(statuses))}
@@ -439,7 +439,7 @@ def _summarise(family: Family, space: SearchSpace, record: SweepRecord, log: Swe
     objectives = resolve_objectives(family, record.objectives)
     front = sweep_front(ranked, objectives)
     summary_dir = record.journal_dir / "summary"  # kept: the journal may send it later
-    write_summary(trials, space, objectives, summary_dir, front.trial_ids if front else ())
+    write_sweep_artifacts(trials, space, objectives, summary_dir, front.trial_ids if front else ())
     log.log_artifacts(SWEEP_KEY, summary_dir, "summary")
     log.log(SWEEP_KEY, tags={f"sweeper.trials_{k}": v for k, v in by_status.items()})
     if not ranked:
@@ -455,7 +455,7 @@ def _summarise(family: Family, space: SearchSpace, record: SweepRecord, log: Swe
     log.log(SWEEP_KEY, {f"best_{family.validation_metric}": best.best_value}, tags=tags)
     log.finish(SWEEP_KEY, "completed")
     log.drain()
-    return SweepSummary(
+    return SweepResult(
         name=record.name,
         family=family.name,
         metric=family.validation_metric,

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from optuna._hypervolume import compute_hypervolume  # Optuna's own (WFG); its hypervolume plot uses it
 
-from sweeper.sweeps import TrialSummary
+from sweeper.sweeps import TrialResult
 from trainables.errors import ConfigError
 from trainables.families import Family
 
@@ -52,7 +52,7 @@ def resolve_objectives(family: Family, names: Sequence[str]) -> tuple[Objective,
     return (main, *rest)
 
 
-def objective_values(trial: TrialSummary, objectives: Sequence[Objective]) -> list[float]:
+def objective_values(trial: TrialResult, objectives: Sequence[Objective]) -> list[float]:
     """The trial's value of each objective at its best epoch (the trial must be usable)."""
     row = trial.history[trial.history["epoch"] == trial.best_epoch].iloc[-1]
     return [float(row[objective.name]) for objective in objectives]
@@ -96,7 +96,7 @@ class Front:
     against ``reference`` (the worst values of the sweep's usable trials, pushed out a little)."""
 
     objectives: tuple[Objective, ...]
-    trials: tuple[TrialSummary, ...]
+    trials: tuple[TrialResult, ...]
     values: np.ndarray  # one row per member, one column per objective
     reference: np.ndarray
     hypervolume: float
@@ -106,12 +106,12 @@ class Front:
         return tuple(trial.trial_id for trial in self.trials)
 
 
-def sweep_front(ranked: Sequence[TrialSummary], objectives: Sequence[Objective]) -> Front | None:
+def sweep_front(ranked: Sequence[TrialResult], objectives: Sequence[Objective]) -> Front | None:
     """The front of a sweep of several objectives; None for one objective or no usable trial."""
     return pareto_front(ranked, objectives) if len(objectives) > 1 and ranked else None
 
 
-def pareto_front(ranked: Sequence[TrialSummary], objectives: Sequence[Objective]) -> Front:
+def pareto_front(ranked: Sequence[TrialResult], objectives: Sequence[Objective]) -> Front:
     """The front of the usable trials ``ranked`` (best first by the first objective)."""
     values = np.array([objective_values(trial, objectives) for trial in ranked]).reshape(-1, len(objectives))
     reference = reference_point(values, objectives)

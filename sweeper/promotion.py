@@ -13,10 +13,12 @@ complete promotion run next to it, as MLflow shows any interrupted run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
-import tempfile
+import shutil
 import time
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -24,16 +26,17 @@ import numpy as np
 import ray
 import torch
 
-from search_spaces.promotion import Policy
-from sweeper import report as reports
+from search_spaces.policy import Policy
+from sweeper import promotion_report
 from sweeper.cluster import start_ray
 from sweeper.interrupts import ctrl_c_deferred
 from sweeper.memory import peak_forward_memory_mb
 from sweeper.decision import Interval, Measured, ModelEvidence, Verdict, decide, gain_interval, measured_rows, sequential_looks, should_stop
 from sweeper.model_folder import PROGRAM, ExportedModel, instantiate, write_folder
 from sweeper.objectives import LATENCY, objective_values, resolve_objectives, sweep_front
-from sweeper.sweeps import SweepRecord, TrialSummary, rank_trials, summarise_trials, sweep_data
-from sweeper.tracking import PROMOTION_ARTIFACTS, SweepTracker, check_reachable
+from sweeper.sweeps import SweepRecord, TrialResult, rank_trials, read_trials, sweep_data
+from sweeper.journal import SweepLog, open_sweep_log
+from sweeper.tracking import PROMOTION_ARTIFACTS, STATUS_TAG, SWEEP_KEY, check_reachable
 from trainables.data import DataSplits
 from trainables.errors import ConfigError, UserError
 from trainables.families import Family
@@ -97,7 +100,7 @@ class _Plan:
     family: Family
     policy: Policy
     models: dict[str, dict[str, Any]]  # name -> config, the candidate first
-    candidate: TrialSummary
+    candidate: TrialResult
     tracking_uri: str
     settings: TrainSettings
     looks: list[tuple[int, float, bool]]  # (seeds per model, one-sided confidence, last?) per round
@@ -122,26 +125,28 @@ def promote(record: SweepRecord, family: Family, options: PromoteOptions = Promo
             ray.shutdown()
     evidence, verdict, weights = judged.evidence, judged.verdict, judged.weights
     slices = _slice_metrics(plan, runs, data.test, reference_outputs)
-    tracker = SweepTracker(plan.tracking_uri, family.name)
-    with tempfile.TemporaryDirectory() as directory:
-        folder = Path(directory)
-        _write_report(plan, verdict, evidence, runs, data, context, weights[CANDIDATE], reference, slices, judged.looks, folder / "report")
-        exported = _export_candidate(plan, context, weights[CANDIDATE], evidence[0], runs[CANDIDATE], folder / "model")
-        run_id = tracker.start_promotion(record.name, record.parent_run_id, _params(plan))
-        with _killed_on_interrupt(tracker, run_id):
-            # Each write whole: a Ctrl-C takes effect between them, so the run can still be ended.
+    log, key = promotion_log(record, plan.tracking_uri), f"promotion:{datetime.now():%Y%m%d-%H%M%S-%f}"
+    folder = log.journal.path.parent / "promotions" / key.replace(":", "-")  # kept until sent: the journal may send it later
+    _write_report(plan, verdict, evidence, runs, data, context, weights[CANDIDATE], reference, slices, judged.looks, folder / "report")
+    exported = _export_candidate(plan, context, weights[CANDIDATE], evidence[0], runs[CANDIDATE], folder / "model")
+    with _killed_on_interrupt(log, key):
+        # Each write whole: a Ctrl-C takes effect between them, so the run can still be ended.
+        with ctrl_c_deferred():
+            log.start_run(key, "promotion", "promotion", _params(plan), {STATUS_TAG: "running"}, parent=SWEEP_KEY)
+            _log_results(log, key, plan, evidence, verdict, reference, slices, judged.looks)
+        with ctrl_c_deferred():
+            log.log_artifacts(key, folder / "report", PROMOTION_ARTIFACTS["report"])
+        if exported is not None:
             with ctrl_c_deferred():
-                _log_results(tracker, run_id, plan, evidence, verdict, reference, slices, judged.looks)
-            with ctrl_c_deferred():
-                tracker.client.log_artifacts(run_id, str(folder / "report"), PROMOTION_ARTIFACTS["report"])
-            if exported is not None:
-                with ctrl_c_deferred():
-                    tracker.client.log_artifacts(run_id, str(exported), PROMOTION_ARTIFACTS["model_folder"])
-            traceable = exported is not None and (exported / PROGRAM).is_file()
-            with ctrl_c_deferred():
-                version, alias = _register(tracker, run_id, plan, context, weights[CANDIDATE], data, verdict, traceable)
-            with ctrl_c_deferred():
-                tracker.finish(run_id, verdict.decision)
+                log.log_artifacts(key, exported, PROMOTION_ARTIFACTS["model_folder"])
+        traceable = exported is not None and (exported / PROGRAM).is_file()
+        with ctrl_c_deferred():
+            version, alias = _register(log, key, plan, context, weights[CANDIDATE], data, verdict, traceable)
+        with ctrl_c_deferred():
+            log.finish(key, verdict.decision)
+    if log.drain():
+        shutil.rmtree(folder)
+    run_id = log.run_id(key) or ""
     return PromotionOutcome(
         record.name, family.name, plan.candidate.trial_id, dict(plan.models[CANDIDATE]), verdict, evidence,
         plan.policy.metric, run_id, family.name, version, alias, plan.tracking_uri, time.perf_counter() - started, reference, slices,
@@ -157,7 +162,7 @@ def _plan(record: SweepRecord, family: Family, options: PromoteOptions) -> _Plan
     promotion = family.promotion()
     tracking_uri = options.tracking_uri or record.tracking_uri
     check_reachable(tracking_uri)
-    trials = summarise_trials(record, family.validation_metric, family.mode)
+    trials = read_trials(record, family.validation_metric, family.mode)
     ranked = rank_trials(trials, family.mode)
     if not ranked:
         statuses = sorted({t.status for t in trials})
@@ -179,7 +184,7 @@ def _plan(record: SweepRecord, family: Family, options: PromoteOptions) -> _Plan
     )  # fmt: skip
 
 
-def choose_candidate(ranked: Sequence[TrialSummary], record: SweepRecord, family: Family, policy: Policy, trial_id: str | None) -> TrialSummary:
+def choose_candidate(ranked: Sequence[TrialResult], record: SweepRecord, family: Family, policy: Policy, trial_id: str | None) -> TrialResult:
     """The trial ``trial_id``; by default the best trial by the main metric, or, for a sweep of
     several objectives, the front member with the best main metric inside the latency budget."""
     if trial_id is not None:
@@ -387,8 +392,8 @@ def _write_report(plan, verdict, evidence, runs, data, context, candidate_weight
     family, metric = plan.family, plan.policy.metric
     directory.mkdir(parents=True)
     figures = {
-        "comparison.png": reports.comparison_plot(evidence, metric, reference.get(metric)),
-        "learning_curves.png": reports.learning_curves_plot(
+        "comparison.png": promotion_report.comparison_plot(evidence, metric, reference.get(metric)),
+        "learning_curves.png": promotion_report.learning_curves_plot(
             {name: [r.history for r in results] for name, results in runs.items()}, family.validation_metric
         ),
     }
@@ -397,28 +402,28 @@ def _write_report(plan, verdict, evidence, runs, data, context, candidate_weight
         figures.update(family.plots({k: v for k, v in outputs.items() if v}, {k: data.test[k] for k in family.targets}))
     if candidate_weights is not None:
         model = instantiate(family.name, plan.models[CANDIDATE], context, candidate_weights)
-        figures.update(reports.attention_plots(model, [torch.from_numpy(data.test[name][:3]) for name in family.inputs]))
-    names = reports.save_figures(figures, directory)
+        figures.update(promotion_report.attention_plots(model, [torch.from_numpy(data.test[name][:3]) for name in family.inputs]))
+    names = promotion_report.save_figures(figures, directory)
     params = {name: sum(p.numel() for p in build_model(family, config, context).parameters()) for name, config in plan.models.items()}
     blocks = _report_blocks(plan, verdict, evidence, reference, slices, looks, params, names)
     title = f"Promotion of sweep {plan.record.name} ({family.name}): {verdict.decision}"
-    (directory / "report.md").write_text(reports.render_markdown(title, blocks))
-    (directory / "report.html").write_text(reports.render_html(title, blocks))
+    (directory / "report.md").write_text(promotion_report.render_markdown(title, blocks))
+    (directory / "report.html").write_text(promotion_report.render_html(title, blocks))
 
 
-def _report_blocks(plan, verdict, evidence, reference, slices, looks, params, figures) -> list[reports.Block]:
+def _report_blocks(plan, verdict, evidence, reference, slices, looks, params, figures) -> list[promotion_report.Block]:
     metric, gain, (seeds, confidence) = plan.policy.metric, verdict.gain, looks[-1]
     gain_text = f"{gain.point:+.1%} (one-sided {confidence:.2%} bound {gain.low:+.1%}, upper {gain.high:+.1%})" if gain else "not measurable"
-    blocks: list[reports.Block] = [
+    blocks: list[promotion_report.Block] = [
         ("text", f"Verdict: {verdict.decision}. Candidate: trial {plan.candidate.trial_id} ({plan.models[CANDIDATE]['architecture']}), "
                  f"judged against {verdict.baseline} on the test split over {seeds} seeds per model of {plan.settings.epochs} epochs. "
                  f"Relative gain in {metric}: {gain_text}."),
         ("text", _seeds_text(plan, looks, verdict)),
         ("heading", "Criteria"),
-        ("table", reports.criteria_table(verdict)),
+        ("table", promotion_report.criteria_table(verdict)),
         ("heading", "Models"),
-        ("table", reports.models_table(evidence, metric, params)),
-        ("table", reports.comparisons_table(verdict)),
+        ("table", promotion_report.models_table(evidence, metric, params)),
+        ("table", promotion_report.comparisons_table(verdict)),
         ("text", "Candidate config: " + ", ".join(f"{k}={v}" for k, v in plan.models[CANDIDATE].items())),
     ]  # fmt: skip
     if reference:
@@ -429,7 +434,7 @@ def _report_blocks(plan, verdict, evidence, reference, slices, looks, params, fi
     if slices:
         models = list(next(iter(slices.values())))
         rows = [(name, *(f"{values.get(model, float('nan')):.4g}" for model in models)) for name, values in slices.items()]
-        blocks += [("heading", f"Test {metric} by slice (mean over seeds)"), ("table", reports.Table(("slice", *models), rows))]
+        blocks += [("heading", f"Test {metric} by slice (mean over seeds)"), ("table", promotion_report.Table(("slice", *models), rows))]
     blocks.append(("text", "Method: the gain interval is Fieller's for the ratio of the mean test metrics, with Student's t on "
                            "Welch-Satterthwaite degrees of freedom; its variance adds each model's seed-to-seed variance (training "
                            "noise) and the paired variance of resampling the test rows (exact for metrics that are means over rows, "
@@ -477,12 +482,23 @@ def _params(plan: _Plan) -> dict[str, Any]:
     }
 
 
-def _log_results(tracker, run_id, plan, evidence, verdict, reference, slices, looks) -> None:
+def promotion_log(record: SweepRecord, tracking_uri: str) -> SweepLog:
+    """The sweep's own journal, so promotion records reach MLflow as the sweep's do (kept on disk
+    while it is unreachable, sent by `sweeper sync`); another tracking store gets a journal of its own."""
+    directory = record.journal_dir
+    if tracking_uri != record.tracking_uri:
+        directory = directory / "elsewhere" / hashlib.sha256(tracking_uri.encode()).hexdigest()[:12]
+    log = open_sweep_log(tracking_uri, record.family, record.name, directory)
+    log.remember(SWEEP_KEY, record.parent_run_id)  # the parent, even where the sweep's journal is not (another machine)
+    return log
+
+
+def _log_results(log: SweepLog, key: str, plan, evidence, verdict, reference, slices, looks) -> None:
     metric = plan.policy.metric
     for model in evidence:
         for index, (test, validation) in enumerate(zip(model.test, model.validation)):
-            tracker.log_metrics(run_id, {f"{model.name}_test_{metric}": test, f"{model.name}_val_{metric}": validation}, step=index)
-        tracker.log_metrics(run_id, {
+            log.log(key, {f"{model.name}_test_{metric}": test, f"{model.name}_val_{metric}": validation}, step=index)
+        log.log(key, {
             f"{model.name}_test_{metric}_mean": model.mean_test(),
             f"{model.name}_test_{metric}_std": float(np.nanstd(model.test)),
             f"{model.name}_latency_ms_p95": model.latency_p95_ms,
@@ -490,42 +506,51 @@ def _log_results(tracker, run_id, plan, evidence, verdict, reference, slices, lo
         }, step=0)  # fmt: skip
     for comparison in verdict.comparisons:
         name, gain, probability = comparison.baseline, comparison.gain, comparison.improvement_probability
-        tracker.log_metrics(run_id, {
+        log.log(key, {
             f"gain_vs_{name}": gain.point, f"gain_vs_{name}_low": gain.low, f"gain_vs_{name}_high": gain.high,
             f"gain_vs_{name}_p_value": gain.p_value, f"gain_vs_{name}_holm_p": comparison.holm_p,
             f"improvement_probability_vs_{name}": probability.point, f"improvement_probability_vs_{name}_low": probability.low,
             f"effect_size_vs_{name}": comparison.effect_size,
         }, step=0)  # fmt: skip
-    tracker.log_metrics(run_id, {"seeds_per_model": looks[-1][0], "looks": len(looks), "confidence": looks[-1][1]}, step=0)
-    tracker.log_metrics(run_id, {f"reference_test_{k}": v for k, v in reference.items()}, step=0)
+    log.log(key, {"seeds_per_model": looks[-1][0], "looks": len(looks), "confidence": looks[-1][1]}, step=0)
+    log.log(key, {f"reference_test_{k}": v for k, v in reference.items()}, step=0)
     if verdict.reference_gain is not None:
         gain = verdict.reference_gain
-        tracker.log_metrics(run_id, {"gain_vs_reference": gain.point, "gain_vs_reference_low": gain.low, "gain_vs_reference_high": gain.high}, step=0)
+        log.log(key, {"gain_vs_reference": gain.point, "gain_vs_reference_low": gain.low, "gain_vs_reference_high": gain.high}, step=0)
     for name, values in slices.items():
-        tracker.log_metrics(run_id, {f"slice/{name}/{model}_test_{metric}": value for model, value in values.items()}, step=0)
+        log.log(key, {f"slice/{name}/{model}_test_{metric}": value for model, value in values.items()}, step=0)
     tags = {"sweeper.verdict": verdict.decision, "sweeper.baseline": verdict.baseline}
     tags.update({f"sweeper.criterion.{c.name.replace(' ', '_')}": "pass" if c.passed else "fail" for c in verdict.criteria})
-    tracker.set_tags(run_id, tags)
+    log.log(key, tags=tags)
 
 
 @contextlib.contextmanager
-def _killed_on_interrupt(tracker: SweepTracker, run_id: str) -> Iterator[None]:
+def _killed_on_interrupt(log: SweepLog, key: str) -> Iterator[None]:
     """Ctrl-C ends the promotion run as KILLED (and tags any model version it registered), instead
     of leaving it RUNNING forever; rerunning the command records a new, complete promotion run."""
     try:
         yield
     except KeyboardInterrupt:
-        tracker.finish(run_id, "interrupted", "KILLED")
-        for version in tracker.client.search_model_versions(f"run_id = '{run_id}'"):
-            tracker.client.set_model_version_tag(version.name, version.version, "sweeper.verdict", "interrupted")
+        if key in log.keys():
+            log.finish(key, "interrupted", "KILLED")
+        run_id = log.run_id(key)
+        for version in log.tracker.client.search_model_versions(f"run_id = '{run_id}'") if run_id else ():
+            log.tracker.client.set_model_version_tag(version.name, version.version, "sweeper.verdict", "interrupted")
         raise
 
 
-def _register(tracker, run_id, plan, context, weights, data, verdict, traceable: bool) -> tuple[str, str | None]:
-    """Log the candidate as an MLflow model, register it under the family's name, alias the verdict."""
+def _register(log: SweepLog, key: str, plan, context, weights, data, verdict, traceable: bool) -> tuple[str, str | None]:
+    """Log the candidate as an MLflow model, register it under the family's name, alias the verdict.
+    The registry is written directly, not through the journal: it needs the promotion run in
+    MLflow and the live model, so an unreachable MLflow skips it with a warning."""
     if weights is None:
         return "", None
-    model = instantiate(plan.family.name, plan.models[CANDIDATE], context, weights)
+    if not log.drain():
+        logger.warning("MLflow at %s is unreachable: the candidate is not registered; `sweeper sync %s` sends the "
+                       "promotion's records later, promote again to register it", log.tracker.tracking_uri, plan.record.name)  # fmt: skip
+        return "", None
+    tracker, run_id = log.tracker, log.run_id(key)
+    model = instantiate(plan.family.name, plan.models[CANDIDATE], context, weights, plan.record.plugins)
     example = tuple(data.test[name][:2] for name in plan.family.inputs)
     with torch.no_grad():
         outputs = forward(model, plan.family, {name: torch.from_numpy(a) for name, a in zip(plan.family.inputs, example)})

@@ -24,7 +24,7 @@ from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
 from search_spaces import SearchSpace  # noqa: E402
 from sweeper.objectives import Objective, objective_values  # noqa: E402
-from sweeper.sweeps import TrialSummary  # noqa: E402
+from sweeper.sweeps import TrialResult  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ PARETO_PLOT = "pareto_front.png"
 CONSTANTS = ("param_count", "latency_ms_p50", "latency_ms_p95")
 
 
-def trial_rows(trials: list[TrialSummary], metric: str, front: Sequence[str] = ()) -> list[dict[str, object]]:
+def trial_rows(trials: list[TrialResult], metric: str, front: Sequence[str] = ()) -> list[dict[str, object]]:
     """One row per trial: identity, outcome, node, best metric and every hyperparameter; with
     several objectives, whether the trial is on the Pareto front."""
     rows = []
@@ -70,7 +70,7 @@ def _one_type(values: list[object]) -> list[object]:
     return [None if v is None else str(v) for v in values] if len(kinds) > 1 and not kinds <= {int, float} else values
 
 
-def rebuild_study(trials: list[TrialSummary], space: SearchSpace, objectives: Sequence[Objective]) -> optuna.Study:
+def rebuild_study(trials: list[TrialResult], space: SearchSpace, objectives: Sequence[Objective]) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a study in memory for plotting is not news
     study = optuna.create_study(directions=["minimize" if o.mode == "min" else "maximize" for o in objectives])
     for trial in trials:
@@ -84,7 +84,7 @@ def rebuild_study(trials: list[TrialSummary], space: SearchSpace, objectives: Se
     return study
 
 
-def write_summary(trials: list[TrialSummary], space: SearchSpace, objectives: Sequence[Objective], directory: Path,
+def write_sweep_artifacts(trials: list[TrialResult], space: SearchSpace, objectives: Sequence[Objective], directory: Path,
                   front: Sequence[str] = ()) -> list[Path]:  # fmt: skip
     """The trial table (Parquet) and the search plots (PNG) in ``directory``; returns what was
     written. The search plots are of the first objective; with several, Optuna's Pareto-front plot too."""

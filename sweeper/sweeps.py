@@ -148,7 +148,7 @@ def sweep_names(storage: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class TrialSummary:
+class TrialResult:
     trial_id: str
     status: str  # completed, early_stopped, diverged, error, running, pending
     config: dict[str, Any]
@@ -170,7 +170,7 @@ def trial_status(last_result: Mapping[str, Any], epochs: int) -> str:
     return "completed" if last_result.get("epoch", 0) >= epochs else "early_stopped"
 
 
-def summarise_trials(record: SweepRecord, metric: str, mode: str) -> list[TrialSummary]:
+def read_trials(record: SweepRecord, metric: str, mode: str) -> list[TrialResult]:
     """Every trial of the sweep with its best epoch by ``metric`` and that epoch's checkpoint.
 
     Ray Tune keeps its experiment state as cloudpickle, which reading it unpickles: read only
@@ -181,10 +181,10 @@ def summarise_trials(record: SweepRecord, metric: str, mode: str) -> list[TrialS
     filesystem, path = pyarrow.fs.FileSystem.from_uri(record.path)
     analysis = ExperimentAnalysis(path, storage_filesystem=filesystem)
     frames = analysis.trial_dataframes
-    return [_summarise(analysis, trial, frames.get(trial.trial_id), record, metric, mode) for trial in analysis.trials]
+    return [_trial_result(analysis, trial, frames.get(trial.trial_id), record, metric, mode) for trial in analysis.trials]
 
 
-def _summarise(analysis, trial, frame: pd.DataFrame | None, record: SweepRecord, metric: str, mode: str) -> TrialSummary:
+def _trial_result(analysis, trial, frame: pd.DataFrame | None, record: SweepRecord, metric: str, mode: str) -> TrialResult:
     frame = frame if frame is not None and metric in getattr(frame, "columns", ()) else pd.DataFrame()
     last = trial.last_result or {}
     status = {"ERROR": "error", "PENDING": "pending", "RUNNING": "running", "PAUSED": "running"}.get(trial.status)
@@ -195,7 +195,7 @@ def _summarise(analysis, trial, frame: pd.DataFrame | None, record: SweepRecord,
         row = finite.loc[finite[metric].idxmin() if mode == "min" else finite[metric].idxmax()]
         best_epoch, best_value = int(row["epoch"]), float(row[metric])
     checkpoint = analysis.get_best_checkpoint(trial, metric, mode) if best_epoch is not None else None
-    return TrialSummary(
+    return TrialResult(
         trial_id=trial.trial_id,
         status=status,
         config=applicable(trial.config),
@@ -208,7 +208,7 @@ def _summarise(analysis, trial, frame: pd.DataFrame | None, record: SweepRecord,
     )
 
 
-def rank_trials(trials: list[TrialSummary], mode: str) -> list[TrialSummary]:
+def rank_trials(trials: list[TrialResult], mode: str) -> list[TrialResult]:
     """Usable trials (finished, not diverged), best first."""
     usable = [t for t in trials if t.usable]
     return sorted(usable, key=lambda t: t.best_value, reverse=mode == "max")

@@ -76,11 +76,6 @@ class SweepTracker:
         )
         return runs[0].info.run_id if runs else None
 
-    def start_promotion(self, sweep: str, parent_run_id: str, params: Mapping[str, Any]) -> str:
-        run_id = self.create_run(sweep, "promotion", "promotion", {STATUS_TAG: "running"}, parent_run_id)
-        self.log_batch(run_id, params=params)
-        return run_id
-
     def log_model(
         self,
         run_id: str,

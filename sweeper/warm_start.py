@@ -18,7 +18,7 @@ import optuna
 
 from search_spaces import SearchSpace
 from sweeper.objectives import Objective
-from sweeper.sweeps import SweepRecord, rank_trials, summarise_trials
+from sweeper.sweeps import SweepRecord, rank_trials, read_trials
 from trainables.errors import ConfigError
 from trainables.families import Family
 
@@ -35,7 +35,7 @@ def warm_trials(sweeps: Sequence[SweepRecord], family: Family, space: SearchSpac
         name = record.name
         if record.family != family.name:
             raise ConfigError(f"--warm-start {name}: a sweep of {record.family}, not of {family.name}; warm-start from sweeps of the same family")
-        finished = rank_trials(summarise_trials(record, family.validation_metric, family.mode), family.mode)
+        finished = rank_trials(read_trials(record, family.validation_metric, family.mode), family.mode)
         fitting = [
             trial for t in finished
             if (trial := _as_optuna(space, t.config, [float(t.history[o.name].iloc[-1]) for o in objectives]))

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from search_spaces import SearchSpaceError
-from search_spaces.promotion import family_promotion_path, load_promotion
+from search_spaces.policy import family_promotion_path, load_promotion
 from trainables.families import TRAINING_HYPERPARAMETERS, get_family
 from trainables.models import model_hyperparameters
 

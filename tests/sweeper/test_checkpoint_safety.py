@@ -21,7 +21,7 @@ import torch
 import sweeper
 from sweeper.cli import run as run_cli
 from sweeper.model_folder import MANIFEST, WEIGHTS, IntegrityError, sha256
-from sweeper.sweeps import load_record, rank_trials, summarise_trials
+from sweeper.sweeps import load_record, rank_trials, read_trials
 from trainables.families import get_family
 from trainables.train_loop import CHECKPOINT_FILE, CheckpointError
 
@@ -58,7 +58,7 @@ def results(smoke_sweep, tmp_path_factory) -> Results:
     storage = tmp_path_factory.mktemp("copied") / "ray_results"
     shutil.copytree(smoke_sweep.workdir / "ray_results" / SWEEP, storage / SWEEP)
     record = load_record(SWEEP, str(storage))
-    best = rank_trials(summarise_trials(record, FAMILY.validation_metric, FAMILY.mode), FAMILY.mode)[0]
+    best = rank_trials(read_trials(record, FAMILY.validation_metric, FAMILY.mode), FAMILY.mode)[0]
     checkpoint = Path(best.checkpoint_path) / CHECKPOINT_FILE
     # Results are found where they are now, not where they were written; else we would damage the shared sweep.
     assert checkpoint.is_relative_to(storage) and checkpoint.is_file()

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from search_spaces.promotion import Policy
+from search_spaces.policy import Policy
 from sweeper.decision import (
     Interval,
     Measured,

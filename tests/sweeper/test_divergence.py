@@ -21,7 +21,7 @@ from sweeper import export as export_module
 from sweeper import promotion
 from sweeper.cli import run as run_cli
 from sweeper import api
-from sweeper.sweeps import TrialSummary, load_record, rank_trials, summarise_trials
+from sweeper.sweeps import TrialResult, load_record, rank_trials, read_trials
 from sweeper.tracking import KIND_TAG, STATUS_TAG, TRIAL_TAG
 from tests.cli import sweeper
 from trainables.families import get_family
@@ -43,7 +43,7 @@ parameters:
 class DivergingSweep:
     workdir: Path
     stdout: str
-    trials: list[TrialSummary]
+    trials: list[TrialResult]
 
     @property
     def storage(self) -> str:
@@ -52,7 +52,7 @@ class DivergingSweep:
     def ids(self, diverged: bool) -> set[str]:
         return {t.trial_id for t in self.trials if (t.config["learning_rate"] == HUGE_LEARNING_RATE) == diverged}
 
-    def diverged_looking_best(self) -> list[TrialSummary]:
+    def diverged_looking_best(self) -> list[TrialResult]:
         """The trials, the diverged ones as if they had diverged after a best-of-all first epoch."""
         diverged = self.ids(diverged=True)
         return [dataclasses.replace(t, best_value=0.0, best_epoch=1) if t.trial_id in diverged else t for t in self.trials]
@@ -66,7 +66,7 @@ def sweep(tmp_path_factory) -> DivergingSweep:
                         "--seed", "0", "--name", NAME, "--search-space", "space.yaml")  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     record = load_record(NAME, str(workdir / "ray_results"))
-    result = DivergingSweep(workdir, completed.stdout, summarise_trials(record, FAMILY.validation_metric, FAMILY.mode))
+    result = DivergingSweep(workdir, completed.stdout, read_trials(record, FAMILY.validation_metric, FAMILY.mode))
     assert result.ids(diverged=True) and result.ids(diverged=False), "the seeded sampler must draw both learning rates; change --seed"
     return result
 
@@ -101,7 +101,7 @@ def test_ranking_never_picks_a_diverged_trial_even_when_it_looks_best(sweep):
 
 
 def test_promotion_never_picks_a_diverged_candidate(sweep, monkeypatch):
-    monkeypatch.setattr(promotion, "summarise_trials", lambda *args: sweep.diverged_looking_best())
+    monkeypatch.setattr(promotion, "read_trials", lambda *args: sweep.diverged_looking_best())
     opened = api.open(NAME, sweep.storage)
     plan = promotion._plan(opened.record, opened.family, promotion.PromoteOptions())
     assert plan.candidate.trial_id in sweep.ids(diverged=False)
@@ -111,7 +111,7 @@ def test_export_never_picks_a_diverged_trial(sweep, monkeypatch, tmp_path):
     every = len(sweep.trials)
     assert run_cli(["export", NAME, "--storage", sweep.storage, "--top-k", str(every), "--out", str(tmp_path / "all")]) == 0
     assert {folder.name.split("-")[1] for folder in (tmp_path / "all").iterdir()} == sweep.ids(diverged=False)
-    monkeypatch.setattr(export_module, "summarise_trials", lambda *args: sweep.diverged_looking_best())
+    monkeypatch.setattr(export_module, "read_trials", lambda *args: sweep.diverged_looking_best())
     exported = api.open(NAME, sweep.storage).export(tmp_path / "looking-best", top_k=every)
     assert {item.trial_id for item in exported} == sweep.ids(diverged=False)
 
@@ -120,7 +120,7 @@ def test_export_never_picks_a_diverged_trial(sweep, monkeypatch, tmp_path):
 def test_when_every_trial_diverged_promote_and_export_say_so(sweep, monkeypatch, capsys, command):
     only_diverged = [t for t in sweep.trials if t.trial_id in sweep.ids(diverged=True)]
     for module in (promotion, export_module):
-        monkeypatch.setattr(module, "summarise_trials", lambda *args: only_diverged)
+        monkeypatch.setattr(module, "read_trials", lambda *args: only_diverged)
     monkeypatch.chdir(sweep.workdir)
     assert run_cli([*command, "--storage", sweep.storage]) == 2
     assert f"every trial of sweep {NAME!r} diverged" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sweeper.objectives import Objective, hypervolume, objective_values, pareto_front, pareto_mask, reference_point, resolve_objectives
-from sweeper.sweeps import TrialSummary
+from sweeper.sweeps import TrialResult
 from trainables.errors import ConfigError
 from trainables.families import get_family
 
@@ -54,9 +54,9 @@ def test_the_reference_point_lies_beyond_the_worst_value_of_each_objective():
     assert reference.tolist() == pytest.approx([3.2, 8.0])
 
 
-def _trial(trial_id: str, error: float, latency: float, best_epoch: int = 2) -> TrialSummary:
+def _trial(trial_id: str, error: float, latency: float, best_epoch: int = 2) -> TrialResult:
     history = pd.DataFrame({"epoch": [1, 2], "val_mean_error_m": [error + 1, error], "latency_ms_p95": [latency, latency]})
-    return TrialSummary(trial_id, "completed", {"architecture": "x"}, "node", history, error, best_epoch, None)
+    return TrialResult(trial_id, "completed", {"architecture": "x"}, "node", history, error, best_epoch, None)
 
 
 def test_a_trials_values_are_those_of_its_best_epoch_and_the_front_is_ranked_by_the_first():

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeper.objectives import pareto_mask, resolve_objectives
 from sweeper.promotion import choose_candidate
-from sweeper.sweeps import load_record, rank_trials, summarise_trials
+from sweeper.sweeps import load_record, rank_trials, read_trials
 from tests.cli import sweeper
 from tests.sweeper.conftest import INTERRUPTED_NAME as NAME
 from tests.sweeper.conftest import mlflow_runs
@@ -30,7 +30,7 @@ def table(resumed_sweep):
 
 def ranked(resumed_sweep):
     record = load_record(NAME, str(resumed_sweep.workdir / "results"))
-    return record, rank_trials(summarise_trials(record, FAMILY.validation_metric, FAMILY.mode), FAMILY.mode)
+    return record, rank_trials(read_trials(record, FAMILY.validation_metric, FAMILY.mode), FAMILY.mode)
 
 
 def test_the_front_is_the_undominated_trials_and_is_marked_everywhere(resumed_sweep):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import ray
 import torch
+import yaml
 
 from sweeper.cli import run
 from tests.cli import sweeper
@@ -104,19 +105,26 @@ def test_the_plugin_family_asks_for_the_users_data(workdir, capsys, monkeypatch)
 
 @pytest.mark.slow
 def test_an_installed_plugin_family_is_swept_promoted_exported_and_served(activity_installed, activity_data, tmp_path):
-    """On local Ray, as a user with the example installed runs it: no --plugin anywhere."""
+    """On local Ray, as a user with the example installed runs it: no --plugin anywhere. The sweep's
+    only config is the family's baseline, so its promotion is an A/A run: a model judged against
+    itself, retrained on seeds of its own, must never be promoted."""
     env = {"PYTHONPATH": str(activity_installed)}
-    launched = sweeper(tmp_path, "launch", "activity", "--data", str(activity_data), "--preset", "smoke", "--name", "mine", env=env)
+    baseline = yaml.safe_load((EXAMPLE / "activity_family" / "promotion.yaml").read_text())["baselines"]["conv_net"]
+    (tmp_path / "baseline.yaml").write_text(yaml.safe_dump({"family": "activity", "parameters": baseline}))
+    launched = sweeper(tmp_path, "launch", "activity", "--data", str(activity_data), "--preset", "smoke", "--trials", "1", "--epochs", "1",
+                       "--search-space", "baseline.yaml", "--name", "aa", env=env)  # fmt: skip
     assert launched.returncode == 0, launched.stderr[-3000:]
-    assert "Best trial" in launched.stdout and "reference" in launched.stdout
-    promoted = sweeper(tmp_path, "promote", "mine", "--seeds", "3", "--epochs", "1", "--json", env=env)
-    assert promoted.returncode == 0, promoted.stderr[-3000:]
-    verdict = json.loads(promoted.stdout)
-    assert verdict["family"] == "activity" and verdict["decision"] in ("promote", "keep_experimental", "demote")
-    assert {model["name"] for model in verdict["models"]} == {"candidate", "conv_net"}
-    exported = sweeper(tmp_path, "export", "mine", "--out", "exported", env=env)
+    assert "Best trial" in launched.stdout and "Non-learned reference" in launched.stdout
+    promoted = sweeper(tmp_path, "promote", "aa", "--seeds", "3", "--epochs", "1", "--json", "--fail-on", "keep_experimental", env=env)
+    assert promoted.returncode == 1, promoted.stderr[-3000:]  # --fail-on: keep_experimental or demote exits 1
+    outcome = json.loads(promoted.stdout)
+    assert outcome["family"] == "activity" and outcome["decision"] != "promote" and outcome["seeds_per_model"] == 3
+    (comparison,) = outcome["comparisons"]
+    assert comparison["baseline"] == "conv_net" and comparison["gain"]["low"] < 0
+    assert {c["name"]: c["passed"] for c in outcome["criteria"]}["clearly better"] is False
+    exported = sweeper(tmp_path, "export", "aa", "--out", "exported", env=env)
     assert exported.returncode == 0, exported.stderr[-3000:]
     (folder,) = (tmp_path / "exported").iterdir()
-    assert json.loads((folder / "config.json").read_text())["family"] == "activity"
+    assert json.loads((folder / "config.json").read_text())["plugins"] == []  # an installed plugin needs no naming
     served = sweeper(tmp_path, "predict", str(folder), "--input", str(activity_data), "--out", "predictions.parquet", env=env)
     assert served.returncode == 0, served.stderr[-3000:]

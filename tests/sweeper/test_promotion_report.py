@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from sweeper.decision import Criterion, Verdict
-from sweeper.report import attention_plots, criteria_table, render_html, render_markdown
+from sweeper.promotion_report import attention_plots, criteria_table, render_html, render_markdown
 from tests.conftest import TINY_CONTEXT
 from tests.trainables.test_models import inputs
 from trainables.models import create_model

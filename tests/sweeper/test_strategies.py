@@ -99,9 +99,9 @@ def test_each_strategy_runs_a_smoke_sweep(ray_session, tmp_path, sampler, schedu
     options = {"trials": 3, "epochs": 2, **extra}
     sweep = sweeper.launch("localization", preset="smoke", name="s", sampler=sampler, scheduler=scheduler,
                            storage=str(tmp_path / "ray_results"), tracking_uri=default_tracking_uri(tmp_path), **options)  # fmt: skip
-    summary = sweep.summary
-    assert len(sweep.trials) == sum(summary.trials_by_status.values()) and summary.best_trial_id == sweep.best()[0].trial_id
-    assert summary.best_trial_id and summary.trials_by_status.get("completed", 0) + summary.trials_by_status.get("early_stopped", 0) >= 1
-    assert sum(summary.trials_by_status.values()) <= options["trials"]
+    result = sweep.result
+    assert len(sweep.trials) == sum(result.trials_by_status.values()) and result.best_trial_id == sweep.best()[0].trial_id
+    assert result.best_trial_id and result.trials_by_status.get("completed", 0) + result.trials_by_status.get("early_stopped", 0) >= 1
+    assert sum(result.trials_by_status.values()) <= options["trials"]
     if scheduler == "pbt":
-        assert sum(summary.trials_by_status.values()) < options["trials"], summary.trials_by_status
+        assert sum(result.trials_by_status.values()) < options["trials"], result.trials_by_status

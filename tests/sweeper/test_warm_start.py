@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from sweeper.objectives import resolve_objectives
-from sweeper.sweeps import load_record, rank_trials, summarise_trials
+from sweeper.sweeps import load_record, rank_trials, read_trials
 from sweeper.warm_start import STUDY_NAME, warm_storage, warm_trials
 from tests.cli import sweeper
 from trainables.errors import ConfigError
@@ -23,7 +23,7 @@ def record(smoke_sweep):
 
 
 def finished(smoke_sweep):
-    return rank_trials(summarise_trials(record(smoke_sweep), FAMILY.validation_metric, FAMILY.mode), FAMILY.mode)
+    return rank_trials(read_trials(record(smoke_sweep), FAMILY.validation_metric, FAMILY.mode), FAMILY.mode)
 
 
 def test_every_finished_trial_enters_the_study(smoke_sweep):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from search_spaces import InlineSpace, SearchSpace, family_search_space_path, load_search_space, parse_search_space
-from search_spaces.promotion import Promotion, family_promotion_path, load_promotion
+from search_spaces.policy import Promotion, family_promotion_path, load_promotion
 from trainables.data import DataSplits
 from trainables.data.tables import Arrays, Schema
 from trainables.errors import UserError
