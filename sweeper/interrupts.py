@@ -24,5 +24,5 @@ def ctrl_c_deferred() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
+        if received:  # also when the block failed: the Ctrl-C wins over its error, which would hide it
+            raise KeyboardInterrupt

@@ -22,7 +22,8 @@ def workdir(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["weather"], "unknown family 'weather'; known: language_model, localization, response_time, segmentation"),
+        (["weather"], "localization, response_time, segmentation (a family of your own: install its package with an "
+                      "'attention_sweeper.families' entry point, or name its module with --plugin)"),
         (["localization", "--preset", "huge"], "unknown preset 'huge'; choose one of smoke, quick, standard, default"),
         (["localization", "--trials", "0"], "--trials must be positive, got 0"),
         (["localization", "--cpus-per-trial", "64"], "a trial asks for 64 CPUs and 0 GPUs, but the largest node has"),
