@@ -225,8 +225,10 @@ def _launch(args: argparse.Namespace) -> int:
 
 def _families(args: argparse.Namespace) -> int:
     from trainables.families import family_names, get_family
+    from trainables.plugins import import_plugins
 
-    families = [get_family(name, args.plugins) for name in family_names()]
+    import_plugins(args.plugins)  # first: the families they register are listed too
+    families = [get_family(name) for name in family_names()]
     width = max(len(family.name) for family in families)
     for family in families:
         print(f"{family.name:<{width}}  {family.description} (metric: {family.metric}, {family.mode})")

@@ -52,6 +52,12 @@ def test_the_plugins_attention_keeps_the_contract_of_every_mechanism(monkeypatch
     torch.testing.assert_close(attention(x, mask)[mask], attention(garbage, mask)[mask], rtol=1e-4, atol=1e-5)
 
 
+def test_families_lists_the_plugins_family(tmp_path):
+    listed = sweeper(tmp_path, "families", "--plugin", "activity_family", env={"PYTHONPATH": str(EXAMPLE)})
+    names = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert names[0] == "activity" and {"language_model", "localization", "response_time", "segmentation"} < set(names), listed.stderr
+
+
 def test_an_installed_plugin_is_found_by_its_entry_points(activity_installed, tmp_path):
     listed = sweeper(tmp_path, "families", env={"PYTHONPATH": str(activity_installed)})
     assert listed.returncode == 0 and "activity " in listed.stdout, listed.stderr
