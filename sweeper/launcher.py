@@ -432,7 +432,7 @@ def _record(plan: SweepPlan, parent_run_id: str) -> SweepRecord:
 
 def _conclude(family: Family, space: SearchSpace, record: SweepRecord, log: SweepLog, reference: Mapping[str, float],
                trials: list[TrialResult]) -> SweepResult:  # fmt: skip
-    """Log the summary of the finished sweep, as read back from storage (as any later command will)."""
+    """Log the finished sweep's artifacts and best trial, as read back from storage (as any later command will)."""
     statuses = [trial.status for trial in trials]
     by_status = {status: statuses.count(status) for status in sorted(set(statuses))}
     ranked = rank_trials(trials, family.mode)

@@ -1,4 +1,4 @@
-"""The summary of a finished sweep: its trial table and Optuna's plots of the search.
+"""The artifacts of a finished sweep (its MLflow run's ``summary/`` folder): its trial table and Optuna's plots of the search.
 
 The Optuna study is rebuilt from the trials' configs and best values (with the distributions of
 the family's search space), so the plots come out the same after a restore or in a later

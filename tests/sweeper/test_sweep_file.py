@@ -93,6 +93,9 @@ def test_a_bad_inline_search_space_is_named_by_file_and_key(workdir, capsys):
     ("- localization\n", "sweep file bad.yaml: expected a mapping of launch settings, got list"),
     ("family: [localization\n", "sweep file bad.yaml: not valid YAML"),
     ("preset: smoke\n", "name the family to sweep: sweeper launch FAMILY, or family: in the --config file"),
+    ("family: localization\nplugins: [no_such_plugin]\n", "plugin 'no_such_plugin' does not import (ModuleNotFoundError"),
+    ("family: localization\nplugins: 3\n", "sweep file bad.yaml: plugins: expected a list of names, got 3"),
+    ("family: localization\nsearch_space: [a, b]\n", "sweep file bad.yaml: search_space: expected a path or a search space (a mapping) or null"),
 ])  # fmt: skip
 def test_bad_sweep_files_are_one_line_errors_with_nothing_started(workdir, capsys, content, message):
     Path("bad.yaml").write_text(content)
