@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import ipaddress
+import os
 import secrets
 import sys
 from dataclasses import dataclass, field, fields
@@ -55,7 +56,9 @@ class ServerPlan:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The server's options, shared by ``python -m mlflow_server`` and ``sweeper ui``."""
-    parser.add_argument("--backend", metavar="URI", help="where runs are stored: sqlite:///PATH, a .db path or postgresql://USER@HOST/DB (default: ./mlflow.db, as `sweeper launch`)")
+    parser.add_argument("--tracking-uri", "--backend", dest="backend", metavar="URI",
+                        help="where runs are stored: sqlite:///PATH, a .db path or postgresql://USER@HOST/DB "
+                             "(default: MLFLOW_TRACKING_URI if it names a database, else ./mlflow.db, as `sweeper launch`)")
     parser.add_argument("--artifacts", metavar="PATH_OR_URI", help="artifact store the server serves: a folder or s3://BUCKET/PREFIX (default: mlartifacts next to a SQLite backend)")
     parser.add_argument("--host", help=f"interface to bind (default: {LOOPBACK}; with --expose {ALL_INTERFACES})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
@@ -78,7 +81,7 @@ def build_plan(options: ServerOptions, environ: Mapping[str, str], cwd: Path | N
     if options.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {options.workers}")
     cwd = cwd or Path.cwd()
-    backend = resolve_backend(options.backend, cwd)
+    backend = resolve_backend(options.backend, cwd, environ)
     artifacts = resolve_artifacts(options.artifacts, backend, cwd)
     host = options.host or (ALL_INTERFACES if options.expose else LOOPBACK)
     if not options.expose and not is_loopback(host):
@@ -109,8 +112,16 @@ DEFAULT_DATABASE = "mlflow.db"  # what `sweeper launch` writes by default, and w
 DEFAULT_ARTIFACTS = "mlartifacts"
 
 
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # MLflow's own: where its users already keep the setting
+
+
 def default_tracking_uri(directory: Path | None = None) -> str:
     return f"sqlite:///{(directory or Path.cwd()).resolve() / DEFAULT_DATABASE}"
+
+
+def tracking_uri_or_default(given: str | None) -> str:
+    """``--tracking-uri`` if given, else MLflow's ``MLFLOW_TRACKING_URI``, else ./mlflow.db."""
+    return given or os.environ.get(TRACKING_URI_ENV) or default_tracking_uri()
 
 
 def local_artifact_location(tracking_uri: str) -> str | None:
@@ -122,11 +133,15 @@ def local_artifact_location(tracking_uri: str) -> str | None:
     return (Path(parsed.path).parent / DEFAULT_ARTIFACTS).resolve().as_uri()
 
 
-def resolve_backend(backend: str | None, cwd: Path) -> str:
-    """A URI for MLflow: the default is exactly the file `sweeper launch` writes."""
+def resolve_backend(backend: str | None, cwd: Path, environ: Mapping[str, str]) -> str:
+    """A URI for MLflow: the default is exactly the store `sweeper launch` writes to (MLFLOW_TRACKING_URI
+    when it names a database, else ./mlflow.db)."""
     if backend is None:
-        return default_tracking_uri(cwd)
-    return store_uri(backend, "--backend", cwd)
+        from_environment = environ.get(TRACKING_URI_ENV, "")
+        if "://" not in from_environment or from_environment.startswith(("http://", "https://")):
+            return default_tracking_uri(cwd)
+        backend = from_environment
+    return store_uri(backend, "--tracking-uri", cwd)
 
 
 def store_uri(uri: str, option: str, cwd: Path) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from mlflow_server.options import add_arguments as add_server_arguments
+from sweeper import __version__
 from trainables.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ FAIL_ON = ("demote", "keep_experimental")  # verdicts from worst up: --fail-on X
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweeper", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     launch = commands.add_parser("launch", help="run a hyperparameter sweep of one family")
     launch.add_argument("family", nargs="?", help="the family to sweep (`sweeper families` lists them; or family: in --config)")
@@ -44,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--cpus-per-trial", type=float, default=1.0)
     launch.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU, e.g. 0.5")
     launch.add_argument("--storage", default="ray_results", help="results and checkpoints: a folder, or a path every node shares")
-    launch.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
-    launch.add_argument("--address", help="address of a running Ray cluster (default: start Ray locally)")
+    launch.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
+    launch.add_argument("--address", help="address of a running Ray cluster (default: RAY_ADDRESS, else start Ray locally)")
     launch.add_argument("--data", type=Path, help="your own Parquet file in the family's schema")
     launch.add_argument("--search-space", type=Path, help="your own search-space YAML (default: the family's)")
     launch.add_argument("--plugin", dest="plugins", type=_names, metavar="MODULE[,MODULE...]",
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue an interrupted sweep where it stopped (same search, same MLflow runs)")
     resume.add_argument("sweep", help="the sweep's name")
     resume.add_argument("--storage", default="ray_results", help="where the sweep's results are (default: ray_results)")
-    resume.add_argument("--address", help="address of a running Ray cluster (default: start Ray locally)")
+    resume.add_argument("--address", help="address of a running Ray cluster (default: RAY_ADDRESS, else start Ray locally)")
 
     status = commands.add_parser("status", help="a sweep's trials by state, the best so far and the nodes used")
     status.add_argument("sweep", help="the sweep's name")
@@ -96,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_location(promote)
     promote.add_argument("--cpus-per-trial", type=float, help="per retraining run (default: the sweep's)")
     promote.add_argument("--gpus-per-trial", type=float, help="per retraining run (default: the sweep's)")
-    promote.add_argument("--address", help="address of a running Ray cluster (default: start Ray locally)")
+    promote.add_argument("--address", help="address of a running Ray cluster (default: RAY_ADDRESS, else start Ray locally)")
 
     export = commands.add_parser("export", help="write the best trials of a sweep (or a registered model) as self-contained folders")
     export.add_argument("sweep", nargs="?", help="the sweep's name (or use --model)")
@@ -296,7 +298,7 @@ def _browse_command(tracking_uri: str) -> str:
 
     if tracking_uri.startswith(("http://", "https://")):
         return f"open {tracking_uri}"
-    return "sweeper ui" if tracking_uri == default_tracking_uri() else f"sweeper ui --backend {tracking_uri}"
+    return "sweeper ui" if tracking_uri == default_tracking_uri() else f"sweeper ui --tracking-uri {tracking_uri}"
 
 
 def _promote(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from trainables.plugins import shipped_modules
 
 logger = logging.getLogger(__name__)
 
-AUTH_MODE_ENV, AUTH_TOKEN_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"
+AUTH_MODE_ENV, AUTH_TOKEN_ENV, ADDRESS_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"
 
 
 def start_ray(address: str | None, plugins: Sequence[str] = ()) -> bool:
@@ -25,6 +25,7 @@ def start_ray(address: str | None, plugins: Sequence[str] = ()) -> bool:
     starts waits until it is up, then shuts it down and raises KeyboardInterrupt."""
     if ray.is_initialized():
         return False
+    address = ray_address(address)
     runtime_env = {"py_modules": shipped_modules(plugins)} if plugins else None
     try:
         with ctrl_c_deferred():
@@ -37,6 +38,11 @@ def start_ray(address: str | None, plugins: Sequence[str] = ()) -> bool:
         ray.shutdown()
         raise
     return True
+
+
+def ray_address(given: str | None) -> str | None:
+    """``--address`` if given, else Ray's own ``RAY_ADDRESS`` (as ``ray.init`` reads it), else None: local Ray."""
+    return given or os.environ.get(ADDRESS_ENV) or None
 
 
 def connect_ray(address: str, runtime_env: Mapping[str, Any] | None = None) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mlflow_server.options import default_tracking_uri
+from mlflow_server.options import tracking_uri_or_default
 from sweeper.model_folder import ExportedModel, ExportError, load, read_config, staged, verify, write_folder
 from sweeper.objectives import resolve_objectives, sweep_front
 from sweeper.sweeps import SweepRecord, TrialResult, rank_trials, read_trials
@@ -113,7 +113,7 @@ def export_registered(model_uri: str, out: Path, tracking_uri: str | None = None
     match = MODEL_URI.match(model_uri)
     if not match:
         raise ConfigError(f"--model {model_uri!r} is not a model URI; write models:/FAMILY@ALIAS or models:/FAMILY/VERSION")
-    tracking_uri = tracking_uri or default_tracking_uri()
+    tracking_uri = tracking_uri_or_default(tracking_uri)
     check_reachable(tracking_uri)
     client = SweepTracker(tracking_uri, match["name"]).client
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, NoReturn, Sequence
@@ -22,10 +22,10 @@ from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from mlflow_server.options import default_tracking_uri
+from mlflow_server.options import tracking_uri_or_default
 from search_spaces import InlineSpace, SearchSpace
 from sweeper import strategies
-from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, physical_memory, start_ray
+from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, physical_memory, ray_address, start_ray
 from sweeper.decision import relative_gain
 from sweeper.journal import SweepLog, TrialLogger, open_sweep_log
 from sweeper.objectives import FRONT_TAG, Front, Objective, resolve_objectives, sweep_front
@@ -148,6 +148,7 @@ class SweepResult:
 
 def plan_sweep(options: LaunchOptions) -> SweepPlan:
     """Check the options against the family; raise a UserError naming the problem and the fix."""
+    options = replace(options, address=ray_address(options.address))
     family = get_family(options.family, options.plugins)
     if options.preset not in family.presets:
         raise ConfigError(f"unknown preset {options.preset!r}; choose one of {', '.join(family.presets)}")
@@ -170,7 +171,7 @@ def plan_sweep(options: LaunchOptions) -> SweepPlan:
     storage = resolve_storage(options.storage)
     if "://" not in storage and (Path(storage) / name).exists():
         raise ConfigError(f"a sweep named {name!r} already exists in {storage}; pass another --name")
-    tracking_uri = options.tracking_uri or default_tracking_uri()
+    tracking_uri = tracking_uri_or_default(options.tracking_uri)
     check_reachable(tracking_uri)
     trials, epochs = options.trials or preset.trials, options.epochs or preset.epochs
     objectives = resolve_objectives(family, options.objectives)
@@ -206,6 +207,7 @@ def _settings(options: LaunchOptions, *names: str) -> dict[str, Any]:
 
 def launch(options: LaunchOptions) -> SweepResult:
     plan = plan_sweep(options)
+    options = plan.options  # with the cluster address resolved
     data = plan.family.load_data(plan.preset.data, options.data, options.seed)
     logger.info("data: %s, %s", data.source, data.sizes())
     reference = plan.family.reference_metrics(data, "validation")
@@ -234,6 +236,7 @@ def resume(record: SweepRecord, family: Family, address: str | None = None) -> S
     """Continue an interrupted sweep where it stopped: finished trials are kept, unfinished ones
     continue from their last checkpoint, the Optuna searcher continues its study, and MLflow
     records go to the same parent and trial runs (the journal knows their ids)."""
+    address = ray_address(address)
     space = sweep_space(record, family)
     check_reachable(record.tracking_uri)
     data = sweep_data(record, family)

@@ -397,6 +397,9 @@ def tune_trainable(config: dict[str, Any], *, data: DataSplits, context: dict[st
     import ray
     from ray import tune
 
+    # Ray logs a line for every checkpoint of every trial (a hundred in a quick sweep); the
+    # sweep's progress table already shows each epoch. Warnings and errors still show.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     runtime = ray.get_runtime_context()
     torch.set_num_threads(max(1, int(runtime.get_assigned_resources().get("CPU", 1.0))))
     # Hostname and IP are not enough: several Ray nodes may share one machine.

@@ -33,6 +33,15 @@ def installed(monkeypatch):
     return only
 
 
+def test_mlflow_tracking_uri_naming_a_database_is_what_it_serves(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    database = f"sqlite:///{tmp_path.resolve()}/elsewhere.db"
+    assert build_plan(ServerOptions(), {"MLFLOW_TRACKING_URI": database}).backend == database
+    # a server's address is where `sweeper launch` sends runs, not a store to serve: the default stays
+    assert build_plan(ServerOptions(), {"MLFLOW_TRACKING_URI": "http://head:5000"}).backend == default_tracking_uri()
+    assert build_plan(ServerOptions(backend="other.db"), {"MLFLOW_TRACKING_URI": database}).backend.endswith("/other.db")
+
+
 def test_defaults_serve_what_sweeper_launch_writes_on_loopback_only(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     plan = build_plan(ServerOptions(), {})
@@ -159,7 +168,7 @@ def test_passwords_in_database_uris_are_not_printed():
 @pytest.mark.parametrize(
     "options, message",
     [
-        (ServerOptions(backend="http://head:5000"), "--backend http://head:5000 is a server, not a database"),
+        (ServerOptions(backend="http://head:5000"), "--tracking-uri http://head:5000 is a server, not a database"),
         (ServerOptions(backend="sqlite:////no/such/folder/mlflow.db"), "the folder of the SQLite database /no/such/folder/mlflow.db does not exist"),
         (ServerOptions(port=0), "--port must be between 1 and 65535, got 0"),
         (ServerOptions(workers=0), "--workers must be at least 1, got 0"),
@@ -172,7 +181,7 @@ def test_invalid_options_name_the_problem(options, message, tmp_path):
 
 def test_missing_drivers_are_named_with_the_install_command(tmp_path, installed):
     installed()
-    with pytest.raises(ConfigError, match="a PostgreSQL --backend needs the psycopg2-binary package: pip install psycopg2-binary"):
+    with pytest.raises(ConfigError, match="a PostgreSQL --tracking-uri needs the psycopg2-binary package: pip install psycopg2-binary"):
         build_plan(ServerOptions(backend="postgresql://u@db/mlflow"), {}, tmp_path)
     with pytest.raises(ConfigError, match="s3:// --artifacts needs the boto3 package: pip install boto3"):
         build_plan(ServerOptions(artifacts="s3://bucket"), {}, tmp_path)

@@ -7,7 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
+from sweeper import __version__
 from sweeper.cli import run
+from sweeper.launcher import LaunchOptions, plan_sweep
 
 
 @pytest.fixture
@@ -69,3 +71,28 @@ def test_internal_bugs_keep_their_traceback(workdir, monkeypatch):
     monkeypatch.setattr("sweeper.launcher.plan_sweep", broken_planner)
     with pytest.raises(ZeroDivisionError, match="a bug"):
         run(["launch", "localization", "--preset", "smoke"])
+
+
+def test_mlflow_tracking_uri_from_the_environment_is_the_default(workdir, capsys, monkeypatch):
+    """MLflow's own MLFLOW_TRACKING_URI is honoured when no --tracking-uri is given; the flag wins."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    assert run(["launch", "localization", "--preset", "smoke"]) == 2
+    assert "MLflow tracking server http://127.0.0.1:9 is unreachable" in capsys.readouterr().err
+    options = LaunchOptions("localization", preset="smoke", tracking_uri=f"sqlite:///{workdir}/flag.db")
+    assert plan_sweep(options).tracking_uri == f"sqlite:///{workdir}/flag.db"
+    assert not ray.is_initialized()
+
+
+def test_ray_address_from_the_environment_is_the_cluster(workdir, monkeypatch):
+    """Ray's own RAY_ADDRESS names the cluster when no --address is given: a trial bigger than this
+    machine is then checked against the cluster's nodes once connected, not refused here."""
+    monkeypatch.setenv("RAY_ADDRESS", "ray-head:6379")
+    plan = plan_sweep(LaunchOptions("localization", preset="smoke", cpus_per_trial=64))
+    assert plan.options.address == "ray-head:6379" and not ray.is_initialized()
+    assert plan_sweep(LaunchOptions("localization", preset="smoke", address="other:6379", name="b")).options.address == "other:6379"
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        run(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out.strip() == f"sweeper {__version__}"

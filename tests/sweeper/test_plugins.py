@@ -121,6 +121,7 @@ def test_an_installed_plugin_family_is_swept_promoted_exported_and_served(activi
                        "--search-space", "baseline.yaml", "--name", "aa", env=env)  # fmt: skip
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert "Best trial" in launched.stdout and "Non-learned reference" in launched.stdout
+    assert "Checkpoint successfully created" not in launched.stdout + launched.stderr, "no line per checkpoint"
     promoted = sweeper(tmp_path, "promote", "aa", "--seeds", "3", "--epochs", "1", "--json", "--fail-on", "keep_experimental", env=env)
     assert promoted.returncode == 1, promoted.stderr[-3000:]  # --fail-on: keep_experimental or demote exits 1
     outcome = json.loads(promoted.stdout)
