@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 PROMOTION_ARTIFACTS = {"report": "report", "model_folder": "exported_model"}
 SWEEP_TAG, TRIAL_TAG, ARCHITECTURE_TAG = "sweeper.sweep", "sweeper.trial_id", "sweeper.architecture"
 STATUS_TAG, FAMILY_TAG, NODE_TAG, KIND_TAG = "sweeper.status", "sweeper.family", "sweeper.node", "sweeper.kind"
+EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"  # MLflow's UI reads it
 KEY_TAG = "sweeper.key"  # a run's identity within its sweep: "sweep", "trial:<id>"
 SWEEP_KEY = "sweep"
 
@@ -61,6 +62,9 @@ class SweepTracker:
                 if experiment is not None
                 else self.client.create_experiment(self.family, artifact_location=local_artifact_location(self.tracking_uri))
             )
+            if experiment is None or EXPERIMENT_KIND_TAG not in experiment.tags:
+                # MLflow's UI opens an experiment without this tag on its GenAI view (traces: empty)
+                self.client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         return self._experiment_id
 
     def create_run(self, sweep: str, name: str, kind: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:

@@ -65,6 +65,8 @@ def test_records_reach_mlflow_nested_and_complete(store, tmp_path):
     assert runs["trial:a"].data.tags["mlflow.parentRunId"] == runs["sweep"].info.run_id
     assert history(store, runs["trial:b"]) == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
     assert {run.info.status for run in runs.values()} == {"FINISHED"}
+    experiment = MlflowClient(store).get_experiment(runs["sweep"].info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "the UI opens on its training runs"
 
 
 def test_an_outage_loses_nothing_and_the_records_go_out_once_it_ends(store, tmp_path, monkeypatch):
