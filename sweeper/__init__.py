@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sweeper.api import Sweep
 
 __version__ = "0.1.0"
-__all__ = ["Sweep", "launch", "load", "open"]
+__all__ = ["Sweep", "launch", "list_sweeps", "load", "open"]
 
 
 def launch(family: str, **options: Any) -> Sweep:
@@ -35,6 +35,13 @@ def open(name: str, storage: str = "ray_results") -> Sweep:  # noqa: A001 (the A
     from sweeper import api
 
     return api.open(name, storage)
+
+
+def list_sweeps(storage: str = "ray_results") -> list[str]:
+    """The names of the sweeps recorded in ``storage``."""
+    from sweeper import api
+
+    return api.list_sweeps(storage)
 
 
 def load(directory: str | Path) -> nn.Module:

@@ -19,7 +19,7 @@ from sweeper.launcher import LaunchOptions, SweepResult, launch as launch_option
 from sweeper.objectives import Front, Objective, resolve_objectives, sweep_front
 from sweeper.promotion import PromoteOptions, PromotionOutcome, promote as promote_sweep
 from sweeper.sweep_artifacts import trial_rows
-from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, TrialResult, load_record, rank_trials, read_trials, sweep_data
+from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, TrialResult, load_record, rank_trials, read_trials, sweep_data, sweep_names
 from trainables.data import DataSplits
 from trainables.data.tables import Arrays
 from trainables.errors import ConfigError
@@ -39,6 +39,15 @@ class SweepStatus:
     nodes: list[str]
     unsent_records: int  # MLflow records still in the journal
     tracking_uri: str
+    metric: str  # the validation metric ``best`` is ranked by
+
+    def as_json(self) -> dict[str, Any]:
+        """The status for machines (``sweeper status --json``, ``sweeper list --json``)."""
+        best = self.best and {"trial": self.best.trial_id, "value": self.best.best_value, "epoch": self.best.best_epoch,
+                              "config": self.best.config}  # fmt: skip
+        return {"name": self.name, "family": self.family, "trials": self.trials, "started": self.started, "by_status": self.by_status,
+                "metric": self.metric, "best": best, "nodes": self.nodes, "unsent_records": self.unsent_records,
+                "tracking_uri": self.tracking_uri}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,7 @@ class Sweep:
             nodes=sorted({t.node for t in results if t.node != "unknown"}),
             unsent_records=len(Journal(journal).pending()) if journal.exists() else 0,
             tracking_uri=self.record.tracking_uri,
+            metric=self.family.validation_metric,
         )
 
     def resume(self, address: str | None = None) -> Sweep:
@@ -133,6 +143,11 @@ def launch(family: str, *, objectives: Sequence[str] = (), warm_start: Sequence[
     result = launch_options(LaunchOptions(family, objectives=tuple(objectives), warm_start=tuple(warm_start), **options))
     opened = Sweep.open(result.name, options.get("storage", DEFAULT_STORAGE))
     return Sweep(opened.record, opened.family, result)
+
+
+def list_sweeps(storage: str = DEFAULT_STORAGE) -> list[str]:
+    """The names of the sweeps recorded in ``storage``, sorted."""
+    return sweep_names(storage)
 
 
 def open(name: str, storage: str = DEFAULT_STORAGE) -> Sweep:  # noqa: A001 (the API's verb, as in io.open)

@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="a sweep's trials by state, the best so far and the nodes used")
     status.add_argument("sweep", help="the sweep's name")
     status.add_argument("--storage", default="ray_results", help="where the sweep's results are (default: ray_results)")
+    status.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
+
+    listing = commands.add_parser("list", help="the sweeps in a storage, each with its family, trials and best value")
+    listing.add_argument("--storage", default="ray_results", help="where sweeps' results are (default: ray_results)")
+    listing.add_argument("--json", action="store_true", help="print every sweep's status as JSON on stdout")
 
     promote = commands.add_parser("promote", help="retrain a sweep's best trial and the baselines on several seeds; judge on the test split")
     promote.add_argument("sweep", help="the sweep's name (as given to or printed by launch)")
@@ -109,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--mode", choices=("min", "max"), help="whether lower or higher --metric is better")
     export.add_argument("--pareto", action="store_true", help="every member of the sweep's Pareto front (a sweep with --objectives)")
     export.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    export.add_argument("--json", action="store_true", help="print the exported folders as JSON on stdout")
     _add_location(export)
 
     sync = commands.add_parser("sync", help="send a sweep's MLflow records that could not be sent while it ran (idempotent)")
@@ -173,6 +179,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _status(args)
         if args.command == "families":
             return _families(args)
+        if args.command == "list":
+            return _list(args)
     except UserError as error:
         print(f"sweeper: error: {error}", file=sys.stderr)
         return 2
@@ -249,6 +257,9 @@ def _status(args: argparse.Namespace) -> int:
 
     sweep = api.open(args.sweep, args.storage)
     status = sweep.status()
+    if args.json:
+        print(json.dumps(status.as_json(), indent=2))
+        return 0
     print(f"Sweep {status.name} ({status.family}): {status.started} of {status.trials} trials started; "
           + ", ".join(f"{count} {state}" for state, count in status.by_status.items()))  # fmt: skip
     if status.best:
@@ -257,6 +268,21 @@ def _status(args: argparse.Namespace) -> int:
     print(f"Nodes used: {', '.join(status.nodes) or 'none yet'}")
     unsent = status.unsent_records
     print(f"MLflow: {status.tracking_uri}" + (f" ({unsent} records not sent yet: sweeper sync {status.name})" if unsent else ", up to date"))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from sweeper import api
+
+    statuses = [api.open(name, args.storage).status() for name in api.list_sweeps(args.storage)]
+    if args.json:
+        print(json.dumps([status.as_json() for status in statuses], indent=2))
+        return 0
+    if not statuses:
+        print(f"No sweeps in {args.storage}")
+    for status in statuses:
+        best = f"best {status.metric} {status.best.best_value:.4g}" if status.best else "no finished trial"
+        print(f"{status.name}  {status.family}  {status.started}/{status.trials} trials  {best}")
     return 0
 
 
@@ -378,6 +404,9 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     exported = api.open(args.sweep, args.storage).export(args.out, top_k=args.top_k, metric=args.metric, mode=args.mode,
                                                          pareto=args.pareto, force=args.force)  # fmt: skip
+    if args.json:
+        print(json.dumps([{"path": str(e.path), "trial": e.trial_id, "epoch": e.epoch, "value": e.value} for e in exported], indent=2))
+        return 0
     for item in exported:
         print(f"{item.path}  trial {item.trial_id}, epoch {item.epoch}, {item.value:.4g}")
     print("Load one with: import sweeper; model = sweeper.load(FOLDER)")
