@@ -7,6 +7,7 @@ models (``register_model``) and its search space and promotion YAML files.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from dataclasses import dataclass
@@ -69,8 +70,9 @@ class Family:
     model_context: Callable[[Arrays], dict[str, Any]]
     # (model outputs, batch of tensors) -> scalar loss
     loss: Callable[[Sequence[torch.Tensor], Mapping[str, torch.Tensor]], torch.Tensor]
-    # (model outputs over a split, that split's arrays) -> metrics without prefix
-    evaluate: Callable[[Sequence[np.ndarray], Arrays], dict[str, float]]
+    # (model outputs over a split, that split's arrays) -> metrics without prefix; default: the
+    # mean of ``row_scores`` over the rows
+    evaluate: Callable[[Sequence[np.ndarray], Arrays], dict[str, float]] | None = None
     # optional, for metrics that are means over rows: (outputs, arrays) -> metric -> per-row values.
     # The promotion bootstrap then averages resampled rows instead of evaluating again and again.
     row_scores: Callable[[Sequence[np.ndarray], Arrays], dict[str, np.ndarray]] | None = None
@@ -99,6 +101,12 @@ class Family:
     # search_spaces/NAME.promotion.yaml (a plugin family keeps its own beside its module)
     search_space_file: Path | None = None
     promotion_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.evaluate is None:
+            if self.row_scores is None:
+                raise ValueError(f"family {self.name!r} needs evaluate or row_scores")
+            object.__setattr__(self, "evaluate", functools.partial(mean_of_rows, self.row_scores))
 
     @property
     def validation_metric(self) -> str:
@@ -159,6 +167,12 @@ class Family:
 
     def is_better(self, value: float, than: float) -> bool:
         return value < than if self.mode == "min" else value > than
+
+
+def mean_of_rows(row_scores: Callable[[Sequence[np.ndarray], Arrays], dict[str, np.ndarray]],
+                 outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, float]:  # fmt: skip
+    """Each metric as the mean of its per-row values: a family's evaluate when it gives row_scores."""
+    return {name: float(values.mean()) for name, values in row_scores(outputs, arrays).items()}
 
 
 def select_columns(splits: DataSplits, names: Sequence[str]) -> DataSplits:

@@ -81,10 +81,6 @@ def row_scores(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, np.nd
     }
 
 
-def evaluate(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, float]:
-    return {name: float(values.mean()) for name, values in row_scores(outputs, arrays).items()}
-
-
 REFERENCE_ORDERS = range(5, 10)  # n-gram orders tried on the validation split
 
 
@@ -116,7 +112,6 @@ FAMILY = register_family(Family(
     load_data=load_data,
     model_context=model_context,
     loss=loss,
-    evaluate=evaluate,
     row_scores=row_scores,
     reference=kneser_ney_reference,
 ))

@@ -98,10 +98,6 @@ def row_scores(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, np.nd
     return per_document_scores(decode(logits, arrays["sentence_mask"]), arrays["boundary"], arrays["sentence_mask"])
 
 
-def evaluate(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, float]:
-    return {name: float(values.mean()) for name, values in row_scores(outputs, arrays).items()}
-
-
 REFERENCE_WINDOWS = (2, 3, 4, 5, 6, 8, 10)  # sentences per TextTiling block, chosen on the training split
 REFERENCE_THRESHOLDS = np.linspace(0.0, 1.0, 21)  # depth-score offsets, chosen likewise
 
@@ -146,7 +142,6 @@ FAMILY = register_family(Family(
     load_data=load_data,
     model_context=model_context,
     loss=loss,
-    evaluate=evaluate,
     row_scores=row_scores,
     reference=text_tiling_reference,
 ))

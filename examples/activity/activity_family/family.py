@@ -66,10 +66,6 @@ def row_scores(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, np.nd
     }
 
 
-def evaluate(outputs: Sequence[np.ndarray], arrays: Arrays) -> dict[str, float]:
-    return {name: float(values.mean()) for name, values in row_scores(outputs, arrays).items()}
-
-
 def magnitude_features(signal: np.ndarray) -> np.ndarray:
     """(N, 2): the dominant frequency (Hz) and the standard deviation of |acceleration|."""
     magnitude = np.linalg.norm(signal, axis=1)
@@ -107,7 +103,6 @@ FAMILY = register_family(Family(
     load_data=load_data,
     model_context=model_context,
     loss=loss,
-    evaluate=evaluate,
     row_scores=row_scores,
     reference=nearest_centre_reference,
     group="subject",
