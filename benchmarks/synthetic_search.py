@@ -64,7 +64,7 @@ class Settings:
 
 
 SIZES = {
-    "tiny": Settings(budget_s=8, repeats=1, epochs=2, epoch_s=0.02, noise=0.01, slots=2, strategies=(("tpe", "asha"), ("random", "fifo"))),
+    "tiny": Settings(budget_s=4, repeats=1, epochs=2, epoch_s=0.02, noise=0.01, slots=2, strategies=(("tpe", "asha"), ("random", "fifo"))),
     "quick": Settings(budget_s=30, repeats=2, epochs=9, epoch_s=0.2, noise=0.01, slots=2),
     "default": Settings(budget_s=45, repeats=5, epochs=9, epoch_s=0.2, noise=0.01, slots=2),
 }

@@ -218,7 +218,7 @@ def listening_sockets(pid: int) -> set[tuple[str, str, int]]:
     return sockets
 
 
-RAY_CONNECT = "import ray, sys; ray.init(address=sys.argv[1]); print('connected to', len(ray.nodes()), 'nodes')"
+RAY_CONNECT = "import ray, sys; ray.init(address=sys.argv[1]); print('connected to', sum(n['Alive'] for n in ray.nodes()), 'nodes')"
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,9 @@ class Cluster:
             self.kill_node(name)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def running_cluster(tmp_path_factory):
-    """One cluster per test module: starting one takes 10-20 s."""
+    """One cluster for every cluster test: starting one takes 10-20 s."""
     # Ray's socket paths must stay under 108 bytes: pytest's temporary paths are too long.
     ray_temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     logs = tmp_path_factory.mktemp("cluster")
@@ -86,7 +86,7 @@ def running_cluster(tmp_path_factory):
 
 @pytest.fixture
 def cluster(running_cluster):
-    """The module's cluster with both nodes up: a worker node a test killed is started again."""
+    """The cluster with both nodes up: a worker node a test killed is started again."""
     if "worker" not in running_cluster.nodes:
         running_cluster.start_worker()
     return running_cluster
