@@ -33,8 +33,6 @@ TRAINING_HYPERPARAMETERS = ("learning_rate", "weight_decay", "batch_size")
 # ``plateau`` (the default) or ``cosine`` with a linear warm-up (see train_loop.learning_rate_schedule).
 SCHEDULE_SETTINGS = ("schedule", "warmup_fraction")
 
-
-
 # a split's arrays -> outputs in the family's model format, one array per name in ``Family.outputs``
 Predictor = Callable[[Arrays], list[np.ndarray]]
 
