@@ -1,4 +1,5 @@
-"""The ``sweeper`` command. User errors print one line on stderr and exit with code 2; Ctrl-C
+# PYTHON_ARGCOMPLETE_OK  (argcomplete looks for this marker in the entry point's module)
+"""The `sweeper` command. User errors print one line on stderr and exit with code 2; Ctrl-C
 prints one line saying how to continue and exits with code 130, as shells report it."""
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Sequence
+
+import argcomplete
 
 from mlflow_server.options import add_arguments as add_server_arguments
 from sweeper import __version__
@@ -27,23 +30,38 @@ INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command ended by C
 SAMPLER_NAMES = ("cmaes", "gp", "nsga2", "qmc", "random", "tpe")
 SCHEDULER_NAMES = ("asha", "fifo", "hyperband", "median", "pbt")
 FAIL_ON = ("demote", "keep_experimental")  # verdicts from worst up: --fail-on X fails on X and everything below it
+DESCRIPTION = """Hyperparameter sweeps of attention architectures on Ray Tune and Optuna, tracked in MLflow.
+Start with `sweeper families`, then `sweeper launch FAMILY --preset quick`; `sweeper COMMAND --help` for each command.
+User errors print one line and exit with code 2; Ctrl-C exits with 130 and says how to continue."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with the one-line error every user error gets (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"sweeper: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sweeper", description=__doc__)
+    parser = Parser(prog="sweeper", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     launch = commands.add_parser("launch", help="run a hyperparameter sweep of one family")
-    launch.add_argument("family", nargs="?", help="the family to sweep (`sweeper families` lists them; or family: in --config)")
+    launch.add_argument("family", nargs="?", help="the family to sweep (`sweeper families` lists them; or family: in --config)"
+                        ).completer = _complete_families  # fmt: skip
     launch.add_argument("--config", type=Path, metavar="SWEEP.yaml", help="read the launch settings from a sweep file; flags override it")
     launch.add_argument("--print-config", action="store_true", help="print the effective settings as a sweep file and exit without running")
-    launch.add_argument("--preset", default="default", help="smoke (seconds), quick (minutes), standard (the smallest sweep that learns the task: <= 30 minutes on 2 cores) or default")
+    # Each family has its own presets (a plugin's may differ), so the family checks the name, not argparse.
+    launch.add_argument("--preset", default="default", metavar="{smoke,quick,standard,default}",
+                        help="the built-in families' presets: smoke (seconds), quick (minutes), standard (the smallest sweep that "
+                             "learns the task: <= 30 minutes on 2 cores) or default; `sweeper families` lists each family's"
+                        ).completer = _complete_presets  # fmt: skip
     launch.add_argument("--trials", type=int, help="number of trials (default: the preset's)")
     launch.add_argument("--epochs", type=int, help="maximum epochs per trial (default: the preset's)")
     launch.add_argument("--name", help="sweep name (default: FAMILY-YYYYmmdd-HHMMSS)")
     launch.add_argument("--seed", type=int, default=0, help="seed of the sampler, the data and the models")
     launch.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as resources allow)")
-    launch.add_argument("--cpus-per-trial", type=float, default=1.0)
+    launch.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each trial reserves (default 1)")
     launch.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU, e.g. 0.5")
     launch.add_argument("--storage", default="ray_results", help="results and checkpoints: a folder, or a path every node shares")
     launch.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
@@ -57,9 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     strategies.add_argument("--objectives", type=_names, nargs="?", const=("default",), default=(), metavar="NAME[,NAME...]",
                             help="search for the Pareto front of several objectives: the validation metric and "
                                  "latency_ms_p95, latency_ms_p50 or param_count (alone: the family's default pair)")
-    # Checked by the registries, not argparse, so a wrong name gets the one-line error every user error gets.
-    strategies.add_argument("--sampler", default="tpe", help=f"which configs to try: {', '.join(SAMPLER_NAMES)} (default tpe)")
-    strategies.add_argument("--scheduler", help=f"which trials to stop early: {', '.join(SCHEDULER_NAMES)} (default asha; fifo with --objectives)")
+    strategies.add_argument("--sampler", default="tpe", choices=SAMPLER_NAMES, help="which configs to try (default tpe)")
+    strategies.add_argument("--scheduler", choices=SCHEDULER_NAMES, help="which trials to stop early (default asha; fifo with --objectives)")
     strategies.add_argument("--startup", type=int, help="tpe, gp, cmaes: random trials before modelling (default: a quarter of the trials, 3 to 10)")
     strategies.add_argument("--population", type=int, help="nsga2: trials per generation (default: a quarter of the trials, 4 to 50)")
     strategies.add_argument("--grace-period", type=int, help="asha, median: epochs before a trial may be stopped (default: a third of the epochs)")
@@ -78,12 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         action.default = argparse.SUPPRESS  # the namespace holds only what was typed: it overrides --config
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep where it stopped (same search, same MLflow runs)")
-    resume.add_argument("sweep", help="the sweep's name")
+    resume.add_argument("sweep", help="the sweep's name").completer = _complete_sweeps
     resume.add_argument("--storage", default="ray_results", help="where the sweep's results are (default: ray_results)")
     resume.add_argument("--address", help="address of a running Ray cluster (default: RAY_ADDRESS, else start Ray locally)")
 
     status = commands.add_parser("status", help="a sweep's trials by state, the best so far and the nodes used")
-    status.add_argument("sweep", help="the sweep's name")
+    status.add_argument("sweep", help="the sweep's name").completer = _complete_sweeps
     status.add_argument("--storage", default="ray_results", help="where the sweep's results are (default: ray_results)")
     status.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
 
@@ -92,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print every sweep's status as JSON on stdout")
 
     promote = commands.add_parser("promote", help="retrain a sweep's best trial and the baselines on several seeds; judge on the test split")
-    promote.add_argument("sweep", help="the sweep's name (as given to or printed by launch)")
+    promote.add_argument("sweep", help="the sweep's name (as given to or printed by launch)").completer = _complete_sweeps
     promote.add_argument("--seeds", type=_seeds, default="auto",
                          help="seeds per model, or auto (default): rounds from the policy's min_seeds to max_seeds until the verdict is clear")
     promote.add_argument("--candidate", metavar="TRIAL", help="the trial to promote (default: the best; with --objectives, "
@@ -106,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--address", help="address of a running Ray cluster (default: RAY_ADDRESS, else start Ray locally)")
 
     export = commands.add_parser("export", help="write the best trials of a sweep (or a registered model) as self-contained folders")
-    export.add_argument("sweep", nargs="?", help="the sweep's name (or use --model)")
+    export.add_argument("sweep", nargs="?", help="the sweep's name (or use --model)").completer = _complete_sweeps
     export.add_argument("--model", help="a registered model instead: models:/FAMILY@ALIAS or models:/FAMILY/VERSION")
     export.add_argument("--out", type=Path, required=True, help="folder to write (refused if it exists and is not empty)")
     export.add_argument("--top-k", type=int, default=1, help="how many of the best trials (default 1)")
@@ -115,17 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--pareto", action="store_true", help="every member of the sweep's Pareto front (a sweep with --objectives)")
     export.add_argument("--force", action="store_true", help="replace a non-empty --out")
     export.add_argument("--json", action="store_true", help="print the exported folders as JSON on stdout")
-    _add_location(export)
+    export.add_argument("--storage", help="where the sweep's results are (default: ray_results)")
+    export.add_argument("--tracking-uri", help="with --model: the MLflow store it is registered in (default: MLFLOW_TRACKING_URI, else ./mlflow.db)")
 
     sync = commands.add_parser("sync", help="send a sweep's MLflow records that could not be sent while it ran (idempotent)")
-    sync.add_argument("sweep", help="the sweep's name")
+    sync.add_argument("sweep", help="the sweep's name").completer = _complete_sweeps
     _add_location(sync)
 
     predict = commands.add_parser("predict", help="batch inference with an exported model over a Parquet file")
     predict.add_argument("folder", type=Path, help="an exported model folder")
     predict.add_argument("--input", type=Path, required=True, help="Parquet file with the family's input columns")
     predict.add_argument("--out", type=Path, required=True, help="Parquet file for the predictions")
-    predict.add_argument("--batch-size", type=int, default=256)
+    predict.add_argument("--batch-size", type=int, default=256, help="rows per forward pass (default 256)")
     predict.add_argument("--force", action="store_true", help="replace an existing --out")
 
     families = commands.add_parser("families", help="the families there are to sweep: built in, installed plugins, --plugin modules")
@@ -135,6 +153,26 @@ def build_parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="browse sweeps: the MLflow tracking server and UI, on ./mlflow.db by default (Ctrl-C stops it)")
     add_server_arguments(ui)
     return parser
+
+
+def _complete_families(**_) -> list[str]:
+    from trainables.families import family_names
+
+    return family_names()
+
+
+def _complete_presets(parsed_args: argparse.Namespace, **_) -> list[str]:
+    from trainables.families import get_family
+
+    family = getattr(parsed_args, "family", None)
+    return list(get_family(family).presets) if family else []
+
+
+def _complete_sweeps(parsed_args: argparse.Namespace, **_) -> list[str]:
+    from sweeper.api import list_sweeps
+    from sweeper.sweeps import DEFAULT_STORAGE
+
+    return list_sweeps(getattr(parsed_args, "storage", None) or DEFAULT_STORAGE)
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -156,7 +194,10 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if argv is None:  # from a shell: answer a completion request (Tab, after register-python-argcomplete) and exit
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.command == "launch":
@@ -241,7 +282,7 @@ def _families(args: argparse.Namespace) -> int:
     families = [get_family(name) for name in family_names()]
     width = max(len(family.name) for family in families)
     for family in families:
-        print(f"{family.name:<{width}}  {family.description} (metric: {family.metric}, {family.mode})")
+        print(f"{family.name:<{width}}  {family.description} (metric: {family.metric}, {family.mode}; presets: {', '.join(family.presets)})")
     return 0
 
 
@@ -395,14 +436,22 @@ def _outcome_json(outcome) -> dict:
 def _export(args: argparse.Namespace) -> int:
     from sweeper import api
     from sweeper.export import export_registered
+    from sweeper.sweeps import DEFAULT_STORAGE
 
     if (args.sweep is None) == (args.model is None):
         raise ConfigError("name a sweep or pass --model models:/FAMILY@ALIAS, not both")
     if args.model:
+        if args.storage:
+            raise ConfigError("--storage locates a sweep's checkpoints; --model exports come from the MLflow registry (--tracking-uri)")
         folder = export_registered(args.model, args.out, args.tracking_uri, args.force)
-        print(f"Exported {args.model} to {folder}")
+        if args.json:
+            print(json.dumps([{"path": str(folder), "model": args.model}], indent=2))
+        else:
+            print(f"Exported {args.model} to {folder}")
         return 0
-    exported = api.open(args.sweep, args.storage).export(args.out, top_k=args.top_k, metric=args.metric, mode=args.mode,
+    if args.tracking_uri:
+        raise ConfigError("--tracking-uri is for --model exports; a sweep's export reads its checkpoints from --storage, not from MLflow")
+    exported = api.open(args.sweep, args.storage or DEFAULT_STORAGE).export(args.out, top_k=args.top_k, metric=args.metric, mode=args.mode,
                                                          pareto=args.pareto, force=args.force)  # fmt: skip
     if args.json:
         print(json.dumps([{"path": str(e.path), "trial": e.trial_id, "epoch": e.epoch, "value": e.value} for e in exported], indent=2))

@@ -114,7 +114,7 @@ def export_registered(model_uri: str, out: Path, tracking_uri: str | None = None
     if not match:
         raise ConfigError(f"--model {model_uri!r} is not a model URI; write models:/FAMILY@ALIAS or models:/FAMILY/VERSION")
     tracking_uri = tracking_uri_or_default(tracking_uri)
-    check_reachable(tracking_uri)
+    check_reachable(tracking_uri, existing=True)
     client = SweepTracker(tracking_uri, match["name"]).client
     try:
         version = (client.get_model_version_by_alias(match["name"], match["alias"]) if match["alias"]

@@ -196,8 +196,9 @@ def check_no_password(tracking_uri: str) -> None:
     )
 
 
-def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast, before anything starts, when the tracking store cannot be used."""
+def check_reachable(tracking_uri: str, timeout_s: float = 5.0, *, existing: bool = False) -> None:
+    """Fail fast, before anything starts, when the tracking store cannot be used; with ``existing``
+    (a command that only reads), also when a SQLite store is not there yet: opening it would create it."""
     check_no_password(tracking_uri)
     parsed = urlparse(tracking_uri)
     if parsed.scheme in ("http", "https"):
@@ -208,10 +209,13 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
                 f"MLflow tracking server {tracking_uri} is unreachable ({getattr(error, 'reason', error)}); "
                 "start it or pass another --tracking-uri"
             ) from None
-    elif parsed.scheme == "sqlite":
-        directory = Path(parsed.path).parent
-        if not directory.is_dir():
-            raise TrackingError(f"the folder of the MLflow database {parsed.path} does not exist; create it or pass another --tracking-uri")
+    elif parsed.scheme == "sqlite" and parsed.path:
+        database = Path(parsed.path[1:])  # SQLAlchemy's form: sqlite:///relative.db, sqlite:////absolute.db
+        if not database.parent.is_dir():
+            raise TrackingError(f"the folder of the MLflow database {database} does not exist; create it or pass another --tracking-uri")
+        if existing and not database.is_file():
+            raise TrackingError(f"there is no MLflow database at {database}; pass the --tracking-uri the sweep was promoted into "
+                                "(or set MLFLOW_TRACKING_URI)")  # fmt: skip
     elif parsed.scheme not in ("file", "") and "://" not in tracking_uri:
         raise TrackingError(f"--tracking-uri {tracking_uri!r} is not a URI; use sqlite:///PATH or http://HOST:PORT")
 

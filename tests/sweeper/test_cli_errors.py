@@ -1,6 +1,11 @@
 """User errors: one line on stderr, exit code 2, and nothing started or written."""
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -8,7 +13,7 @@ import pytest
 import ray
 
 from sweeper import __version__
-from sweeper.cli import run
+from sweeper.cli import build_parser, run
 from sweeper.launcher import LaunchOptions, plan_sweep
 
 
@@ -29,7 +34,6 @@ def workdir(tmp_path, monkeypatch):
         (["localization", "--preset", "huge"], "unknown preset 'huge'; choose one of smoke, quick, standard, default"),
         (["localization", "--trials", "0"], "--trials must be positive, got 0"),
         (["localization", "--cpus-per-trial", "64"], "a trial asks for 64 CPUs and 0 GPUs, but the largest node has"),
-        (["localization", "--scheduler", "bohb"], "unknown scheduler 'bohb'; known: asha, fifo, hyperband, median, pbt"),
         (["localization", "--objectives", "accuracy"], "--objectives accuracy: not an objective of localization; choose from val_mean_error_m"),
         (["localization", "--objectives", "--sampler", "cmaes"], "sampler 'cmaes' optimises one objective"),
         (["localization", "--scheduler", "pbt", "--mutate", "heads"], "--mutate heads: not sampled for every trial by the search space"),
@@ -96,3 +100,52 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exited:
         run(["--version"])
     assert exited.value.code == 0 and capsys.readouterr().out.strip() == f"sweeper {__version__}"
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["launch", "localization", "--scheduler", "bohb"], "argument --scheduler: invalid choice: 'bohb' (choose from 'asha', 'fifo',"),
+        (["launch", "localization", "--trials", "many"], "argument --trials: invalid int value: 'many' (see sweeper launch --help)"),
+        (["promote"], "the following arguments are required: sweep (see sweeper promote --help)"),
+        (["export", "s", "--out", "x", "--tracking-uri", "sqlite:///other.db"], "--tracking-uri is for --model exports"),
+        (["export", "--model", "models:/localization@champion", "--out", "x", "--storage", "s"], "--storage locates a sweep's checkpoints"),
+        (["export", "--model", "models:/localization@champion", "--out", "x"], "there is no MLflow database at"),
+    ],
+)
+def test_command_line_errors_are_one_line_too(workdir, capsys, arguments, message):
+    """argparse's own errors (bad choice, type, missing argument) as well: one line, exit 2, and
+    a failed registry lookup does not leave a new ./mlflow.db behind."""
+    try:
+        code = run(arguments)
+    except SystemExit as exited:
+        code = exited.code
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and error.startswith("sweeper: error: ") and message in error and "\n" not in error
+    assert not (workdir / "mlflow.db").exists() and not (workdir / "x").exists()
+
+
+def test_every_option_has_help_and_the_top_level_help_is_plain_text(capsys):
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    undocumented = [f"{name} {'/'.join(action.option_strings) or action.dest}"
+                    for name, command in commands.choices.items() for action in command._actions
+                    if not action.help and not isinstance(action, argparse._HelpAction)]  # fmt: skip
+    assert undocumented == []
+    with pytest.raises(SystemExit):
+        run(["--help"])
+    assert "``" not in capsys.readouterr().out
+
+
+def test_shell_completion_names_commands_and_choices(tmp_path):
+    """What bash receives on Tab once `eval "$(register-python-argcomplete sweeper)"` is in the shell's profile."""
+    def complete(line: str) -> set[str]:
+        answer = tmp_path / "completions"
+        environment = {**os.environ, "_ARGCOMPLETE": "1", "_ARGCOMPLETE_IFS": "\n", "COMP_LINE": line, "COMP_POINT": str(len(line)),
+                       "_ARGCOMPLETE_STDOUT_FILENAME": str(answer)}  # fmt: skip
+        subprocess.run([sys.executable, "-m", "sweeper"], env=environment, cwd=tmp_path, check=True, timeout=120)
+        return set(answer.read_text().split())
+
+    assert complete("sweeper l") == {"launch", "list"}
+    assert complete("sweeper launch localization --scheduler a") == {"asha"}
+    assert complete("sweeper launch localization --preset s") == {"smoke", "standard"}

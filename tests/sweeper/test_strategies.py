@@ -93,7 +93,7 @@ def test_a_perturbed_learning_rate_wins_over_the_restored_optimizer_and_keeps_th
 @pytest.mark.parametrize("sampler, scheduler, extra", [
     ("random", "hyperband", {}), ("gp", "median", {}), ("qmc", "fifo", {}),
     # PBT needs a population to exploit; the time budget ends the sweep long before its 40 trials
-    ("cmaes", "pbt", {"trials": 40, "epochs": 4, "time_budget_s": 12}),
+    ("cmaes", "pbt", {"trials": 40, "epochs": 4, "time_budget_s": 20}),
 ])  # fmt: skip
 def test_each_strategy_runs_a_smoke_sweep(ray_session, tmp_path, sampler, scheduler, extra):
     options = {"trials": 3, "epochs": 2, **extra}
