@@ -20,12 +20,10 @@ from sweeper.objectives import Front, Objective, resolve_objectives, sweep_front
 from sweeper.promotion import PromoteOptions, PromotionOutcome, promote as promote_sweep
 from sweeper.sweep_artifacts import trial_rows
 from sweeper.sweeps import DEFAULT_STORAGE, SweepRecord, TrialResult, load_record, rank_trials, read_trials, sweep_data, sweep_names
-from trainables.data import DataSplits
+from trainables.data import SPLITS, DataSplits
 from trainables.data.tables import Arrays
 from trainables.errors import ConfigError
 from trainables.families import Family, get_family
-
-SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     strategies.add_argument("--brackets", type=int, help="asha, hyperband: brackets of different aggressiveness (default 1 and 3)")
     launch.add_argument("--time-budget", type=float, dest="time_budget_s", metavar="SECONDS",
                         help="end the sweep after this many seconds: running trials stop, no new ones start (default: none)")
+    launch.add_argument("--system-metrics", action="store_true", default=False,
+                        help="log this machine's CPU, memory, disk, network and GPU use to the sweep's MLflow run every 10 s")
     launch.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose process or node dies, from its last checkpoint (default 2)")
     launch.add_argument("--memory-budget-gb", type=float, help="largest --data a node may hold in memory (default: its Ray object store, 30%% of its memory)")
     for action in launch._actions:
@@ -117,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--fail-on", choices=FAIL_ON, help="exit with code 1 when the verdict is this or worse (for CI pipelines)")
     promote.add_argument("--json", action="store_true", help="print the verdict and every criterion as JSON on stdout")
     promote.add_argument("--epochs", type=int, help="epochs per run (default: the sweep's)")
+    promote.add_argument("--registered-model", metavar="NAME", help="register the candidate under this name in MLflow's model registry "
+                         "(default: the family's name; choose your own in a shared registry)")
     _add_location(promote)
     promote.add_argument("--cpus-per-trial", type=float, help="per retraining run (default: the sweep's)")
     promote.add_argument("--gpus-per-trial", type=float, help="per retraining run (default: the sweep's)")

@@ -107,6 +107,10 @@ class SweepLog:
         finite = [[k, float(v), now, step] for k, v in (metrics or {}).items() if _finite_number(v)]
         self._submit({"op": "log", "key": key, "metrics": finite, "tags": _strings(tags or {})})
 
+    def log_inputs(self, key: str, datasets: Mapping[str, Mapping[str, str]]) -> None:
+        """``datasets``: split name -> ``tracking.dataset_record``."""
+        self._submit({"op": "inputs", "key": key, "datasets": {split: dict(record) for split, record in datasets.items()}})
+
     def finish(self, key: str, status: str, mlflow_status: str = "FINISHED") -> None:
         self._submit({"op": "finish", "key": key, "status": status, "mlflow_status": mlflow_status})
 
@@ -171,6 +175,8 @@ class SweepLog:
         run_id = self.journal.runs[key]
         if record["op"] == "log":
             tracker.log_batch(run_id, metrics=[tuple(m) for m in record["metrics"]], tags=record["tags"])
+        elif record["op"] == "inputs":
+            tracker.log_inputs(run_id, record["datasets"])
         elif record["op"] == "finish":
             tracker.finish(run_id, record["status"], record["mlflow_status"])
         elif record["op"] == "artifacts":

@@ -44,7 +44,7 @@ from sweeper.sweeps import (
     sweep_data,
     sweep_space,
 )
-from sweeper.tracking import SWEEP_KEY, TRIAL_PREFIX, TrackingError, check_reachable, trial_key
+from sweeper.tracking import SWEEP_KEY, TRIAL_PREFIX, TrackingError, check_reachable, split_records, system_metrics, trial_key
 from sweeper.warm_start import STUDY_NAME, warm_storage, warm_trials
 from trainables.data import DataSplits
 from trainables.errors import ConfigError, UserError
@@ -98,6 +98,7 @@ class LaunchOptions:
     population: int | None = None
     warm_start: tuple[str, ...] = ()  # earlier sweeps of the family (same storage) whose trials seed the study
     time_budget_s: float | None = None  # stop starting and running trials after this many seconds
+    system_metrics: bool = False  # MLflow's system metrics of the driver's machine on the sweep's run
     max_failures: int = 2  # retries of a trial whose process or node died, from its last checkpoint
     memory_budget_gb: float | None = None  # for --data; default: the object store of the nodes
 
@@ -224,9 +225,11 @@ def launch(options: LaunchOptions) -> SweepResult:
         if log.run_id(SWEEP_KEY) is None:
             raise TrackingError(f"MLflow at {plan.tracking_uri} stopped answering before the sweep started; start it and launch again")
         log.log(SWEEP_KEY, {f"reference_val_{k}": v for k, v in reference.items()})
+        log.log_inputs(SWEEP_KEY, split_records(plan.family.name, data, ("train", "validation")))
         record = _record(plan, log.run_id(SWEEP_KEY))
         save_record(record)
-        return _fit(_tuner(plan, data, record), plan.family, plan.space, record, log, reference, options.address)
+        with system_metrics(record.parent_run_id, record.tracking_uri, record.system_metrics):
+            return _fit(_tuner(plan, data, record), plan.family, plan.space, record, log, reference, options.address)
     finally:
         if started_ray:
             ray.shutdown()
@@ -251,7 +254,8 @@ def resume(record: SweepRecord, family: Family, address: str | None = None) -> S
         tuner = tune.Tuner.restore(path, trainable=trainable(record, family, data), resume_errored=True, storage_filesystem=filesystem)
         # Ray continues every trial that did not terminate (errored ones too: resume_errored).
         _mark_runs(log, [trial.trial_id for trial in saved_trials if trial.status != "TERMINATED"], "running", "RUNNING")
-        return _fit(tuner, family, space, record, log, reference, address)
+        with system_metrics(record.parent_run_id, record.tracking_uri, record.system_metrics, resume=True):
+            return _fit(tuner, family, space, record, log, reference, address)
     finally:
         if started_ray:
             ray.shutdown()
@@ -430,6 +434,7 @@ def _record(plan: SweepPlan, parent_run_id: str) -> SweepRecord:
         options={k: str(v) for k, v in asdict(options).items() if v is not None},
         plugins=options.plugins,
         search_space_document=options.search_space.document if isinstance(options.search_space, InlineSpace) else None,
+        system_metrics=options.system_metrics,
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import re
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -36,8 +37,8 @@ from sweeper.model_folder import PROGRAM, ExportedModel, instantiate, write_fold
 from sweeper.objectives import LATENCY, objective_values, resolve_objectives, sweep_front
 from sweeper.sweeps import SweepRecord, TrialResult, rank_trials, read_trials, sweep_data
 from sweeper.journal import SweepLog, open_sweep_log
-from sweeper.tracking import PROMOTION_ARTIFACTS, STATUS_TAG, SWEEP_KEY, check_reachable
-from trainables.data import DataSplits
+from sweeper.tracking import PROMOTION_ARTIFACTS, STATUS_TAG, SWEEP_KEY, check_reachable, split_records
+from trainables.data import SPLITS, DataSplits
 from trainables.errors import ConfigError, UserError
 from trainables.families import Family
 from trainables.train_loop import (
@@ -62,6 +63,9 @@ class NothingToPromoteError(UserError):
     pass
 
 
+MODEL_NAME = re.compile(r"[\w.-]+")  # what models:/NAME@ALIAS URIs (sweeper export --model) can name
+
+
 @dataclass(frozen=True)
 class PromoteOptions:
     tracking_uri: str | None = None  # default: where the sweep was tracked
@@ -71,6 +75,7 @@ class PromoteOptions:
     gpus_per_trial: float | None = None
     address: str | None = None  # an existing Ray cluster; default: local Ray
     candidate: str | None = None  # a trial id; default: the best trial (see choose_candidate)
+    registered_model: str | None = None  # the registry's model name; default: the family's name
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,11 @@ class _Plan:
     cpus: float
     gpus: float
 
+    @property
+    def model_name(self) -> str:
+        """The registered model's name."""
+        return self.options.registered_model or self.family.name
+
 
 def promote(record: SweepRecord, family: Family, options: PromoteOptions = PromoteOptions()) -> PromotionOutcome:
     """Retrain the sweep's candidate and the family's baselines, judge them, record and register the verdict."""
@@ -133,6 +143,7 @@ def promote(record: SweepRecord, family: Family, options: PromoteOptions = Promo
         # Each write whole: a Ctrl-C takes effect between them, so the run can still be ended.
         with ctrl_c_deferred():
             log.start_run(key, "promotion", "promotion", _params(plan), {STATUS_TAG: "running"}, parent=SWEEP_KEY)
+            log.log_inputs(key, split_records(family.name, data, SPLITS))
             _log_results(log, key, plan, evidence, verdict, reference, slices, judged.looks)
         with ctrl_c_deferred():
             log.log_artifacts(key, folder / "report", PROMOTION_ARTIFACTS["report"])
@@ -149,7 +160,7 @@ def promote(record: SweepRecord, family: Family, options: PromoteOptions = Promo
     run_id = log.run_id(key) or ""
     return PromotionOutcome(
         record.name, family.name, plan.candidate.trial_id, dict(plan.models[CANDIDATE]), verdict, evidence,
-        plan.policy.metric, run_id, family.name, version, alias, plan.tracking_uri, time.perf_counter() - started, reference, slices,
+        plan.policy.metric, run_id, plan.model_name, version, alias, plan.tracking_uri, time.perf_counter() - started, reference, slices,
         judged.looks,
     )  # fmt: skip
 
@@ -159,6 +170,9 @@ def _plan(record: SweepRecord, family: Family, options: PromoteOptions) -> _Plan
         raise ConfigError(f"--seeds must be {AUTO} or a positive integer, got {options.seeds!r} (a promote verdict needs at least 3)")
     if options.epochs is not None and options.epochs < 1:
         raise ConfigError(f"--epochs must be positive, got {options.epochs}")
+    if options.registered_model is not None and not MODEL_NAME.fullmatch(options.registered_model):
+        raise ConfigError(f"--registered-model {options.registered_model!r}: use letters, digits, '.', '_' and '-' "
+                          "(the name goes into models:/NAME@ALIAS URIs)")  # fmt: skip
     promotion = family.promotion()
     tracking_uri = options.tracking_uri or record.tracking_uri
     check_reachable(tracking_uri)
@@ -540,7 +554,7 @@ def _killed_on_interrupt(log: SweepLog, key: str) -> Iterator[None]:
 
 
 def _register(log: SweepLog, key: str, plan, context, weights, data, verdict, traceable: bool) -> tuple[str, str | None]:
-    """Log the candidate as an MLflow model, register it under the family's name, alias the verdict.
+    """Log the candidate as an MLflow model, register it (--registered-model, else the family's name), alias the verdict.
     The registry is written directly, not through the journal: it needs the promotion run in
     MLflow and the live model, so an unreachable MLflow skips it with a warning."""
     if weights is None:
@@ -554,5 +568,6 @@ def _register(log: SweepLog, key: str, plan, context, weights, data, verdict, tr
     example = tuple(data.test[name][:2] for name in plan.family.inputs)
     with torch.no_grad():
         outputs = forward(model, plan.family, {name: torch.from_numpy(a) for name, a in zip(plan.family.inputs, example)})
-    version = tracker.log_model(run_id, model, plan.family.inputs, example, plan.family.outputs, [o.numpy() for o in outputs], traceable)
-    return version, tracker.record_verdict(version, verdict.decision)
+    version = tracker.log_model(run_id, plan.model_name, model, plan.family.inputs, example, plan.family.outputs,
+                                [o.numpy() for o in outputs], traceable)  # fmt: skip
+    return version, tracker.record_verdict(plan.model_name, version, verdict.decision)

@@ -71,6 +71,7 @@ class SweepRecord:
     options: Mapping[str, Any] = field(default_factory=dict)  # every launch option, for the record
     plugins: tuple[str, ...] = ()  # --plugin modules: every command on the sweep, and every worker, imports them
     search_space_document: Mapping[str, Any] | None = None  # a sweep file's inline search space (else the file)
+    system_metrics: bool = False  # the driver machine's CPU, memory, disk and network use, on the sweep's run
 
     @property
     def path(self) -> str:

@@ -2,15 +2,23 @@
 
 One experiment per family; one parent run per sweep (tag ``sweeper.sweep``); one nested run per
 trial (tags ``sweeper.sweep``, ``sweeper.trial_id``, ``sweeper.architecture``,
-``sweeper.status``), with every hyperparameter as a param and the metrics of every epoch.
+``sweeper.status``), with every hyperparameter as a param and the metrics of every epoch. Every run
+carries the context MLflow's own fluent API would give it (user, source, git commit) and the
+versions of the libraries that shape the results; sweep and promotion runs log their data splits
+as MLflow inputs.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import getpass
+import importlib.metadata
 import logging
 import math
 import os
+import subprocess
 import time
+import warnings
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,11 +26,14 @@ from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER,
+)  # fmt: skip
 
 from mlflow_server.options import local_artifact_location, redacted
+from trainables.data import DataSplits
 from trainables.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -43,11 +54,7 @@ class SweepTracker:
     """Writes one family's sweeps to an MLflow tracking store."""
 
     def __init__(self, tracking_uri: str, family: str) -> None:
-        if urlparse(tracking_uri).scheme in ("http", "https"):
-            # MLflow retries a dead server for minutes by default, blocking Ray Tune's loop; the
-            # sweep journal retries without blocking. Users' own settings win.
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+        _bound_http_retries()
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.family = family
@@ -68,7 +75,7 @@ class SweepTracker:
         return self._experiment_id
 
     def create_run(self, sweep: str, name: str, kind: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
-        tags = {SWEEP_TAG: sweep, FAMILY_TAG: self.family, KIND_TAG: kind, **tags}
+        tags = {**context_tags(), SWEEP_TAG: sweep, FAMILY_TAG: self.family, KIND_TAG: kind, **tags}
         if parent_run_id:
             tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
@@ -83,6 +90,7 @@ class SweepTracker:
     def log_model(
         self,
         run_id: str,
+        name: str,
         model: Any,
         inputs: Sequence[str],
         example: Sequence[np.ndarray],
@@ -90,7 +98,7 @@ class SweepTracker:
         example_outputs: Sequence[np.ndarray],
         traceable: bool,
     ) -> str:
-        """Log ``model`` with mlflow.pytorch under the run and register it as the family's model.
+        """Log ``model`` with mlflow.pytorch under the run and register it as model ``name``.
 
         Traceable models use the torch.export (pt2) format, which needs no pickle; models whose
         shapes depend on the data cannot be traced and are pickled. Returns the version.
@@ -111,17 +119,16 @@ class SweepTracker:
         with mlflow.start_run(run_id=run_id), _quiet("mlflow.pytorch", "mlflow.models.model"):
             info = mlflow.pytorch.log_model(
                 model, name="model", signature=signature, input_example=input_example,
-                registered_model_name=self.family, serialization_format=serialization,
+                registered_model_name=name, serialization_format=serialization,
                 pip_requirements=["attention-sweeper", "torch"],
             )  # fmt: skip
         self.set_tags(run_id, {"sweeper.model_format": serialization})
         return str(info.registered_model_version)
 
-    def record_verdict(self, version: str, decision: str) -> str | None:
-        """Alias the registered version by the verdict; the champion it replaces becomes previous-champion."""
+    def record_verdict(self, name: str, version: str, decision: str) -> str | None:
+        """Alias version ``version`` of model ``name`` by the verdict; the champion it replaces becomes previous-champion."""
         from mlflow.exceptions import MlflowException
 
-        name = self.family
         self.client.set_model_version_tag(name, version, "sweeper.verdict", decision)
         alias = {"promote": "champion", "keep_experimental": "challenger"}.get(decision)
         if alias == "champion":
@@ -137,6 +144,11 @@ class SweepTracker:
     def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
         now = int(time.time() * 1000)
         self.log_batch(run_id, metrics=[(k, v, now, step) for k, v in metrics.items()])
+
+    def log_inputs(self, run_id: str, datasets: Mapping[str, Mapping[str, str]]) -> None:
+        """``datasets``: split name -> a ``dataset_record``; the split is the input's context."""
+        inputs = [DatasetInput(Dataset(**record), [InputTag(MLFLOW_DATASET_CONTEXT, split)]) for split, record in datasets.items()]
+        self.client.log_inputs(run_id, datasets=inputs)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self.log_batch(run_id, tags=tags)
@@ -196,6 +208,95 @@ def check_no_password(tracking_uri: str) -> None:
     )
 
 
+def _bound_http_retries() -> None:
+    """MLflow retries a dead server for minutes by default, blocking Ray Tune's loop; the sweep
+    journal retries without blocking. Users' own settings win."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+def _check_credentials(tracking_uri: str) -> None:
+    """MLflow's /health answers without authentication: ask for what needs it, so that missing or
+    wrong credentials stop a command here instead of failing every record of a running sweep."""
+    from mlflow.exceptions import MlflowException
+
+    _bound_http_retries()
+    try:
+        MlflowClient(tracking_uri).search_experiments(max_results=1)
+    except MlflowException as error:
+        if error.get_http_status_code() not in (401, 403):
+            raise
+        raise TrackingError(
+            f"MLflow at {tracking_uri} refused this user (HTTP {error.get_http_status_code()}); "
+            "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account of that server"
+        ) from None
+
+
+def dataset_record(name: str, arrays: Mapping[str, np.ndarray], source: str) -> dict[str, str]:
+    """One split as MLflow's data set view shows it (source, digest, schema, shapes), without the data."""
+    import mlflow.data
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a local path reads as two equal source types
+        return mlflow.data.from_numpy(dict(arrays), source=source, name=name).to_dict()
+
+
+def split_records(family: str, data: DataSplits, splits: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``dataset_record`` of each of ``splits`` ("train", "validation", "test") of ``data``."""
+    return {split: dataset_record(f"{family}-{split}", getattr(data, split), data.source) for split in splits}
+
+
+@functools.cache
+def context_tags() -> dict[str, str]:
+    """Who ran it, from which code and with which libraries: MLflow's fluent API sets the first
+    three itself, MlflowClient.create_run (which the journal needs) does not."""
+    tags = {MLFLOW_USER: getpass.getuser(), MLFLOW_SOURCE_NAME: "sweeper", MLFLOW_SOURCE_TYPE: "LOCAL"}
+    tags.update({f"sweeper.version.{package}": _version(package) for package in ("attention-sweeper", *VERSIONED)})
+    tags.update(_git_tags(Path(__file__).resolve().parent))
+    return tags
+
+
+VERSIONED = ("torch", "ray", "optuna", "mlflow", "performer-pytorch", "numpy")
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_tags(directory: Path) -> dict[str, str]:
+    """The commit of a git checkout this code runs from (an editable install), and whether it had
+    uncommitted changes; nothing for an installed wheel."""
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", "-C", str(directory), *arguments], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {MLFLOW_GIT_COMMIT: commit, "sweeper.git.dirty": str(dirty).lower()}
+
+
+@contextlib.contextmanager
+def system_metrics(run_id: str | None, tracking_uri: str, enabled: bool, resume: bool = False) -> Iterator[None]:
+    """MLflow's system metrics (CPU, memory, disk, network, GPU) of this machine, the driver's,
+    logged to ``run_id`` every 10 s while the block runs."""
+    if not enabled or run_id is None:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, resume_logging=resume, tracking_uri=tracking_uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+
+
 def check_reachable(tracking_uri: str, timeout_s: float = 5.0, *, existing: bool = False) -> None:
     """Fail fast, before anything starts, when the tracking store cannot be used; with ``existing``
     (a command that only reads), also when a SQLite store is not there yet: opening it would create it."""
@@ -209,6 +310,7 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0, *, existing: bool
                 f"MLflow tracking server {tracking_uri} is unreachable ({getattr(error, 'reason', error)}); "
                 "start it or pass another --tracking-uri"
             ) from None
+        _check_credentials(tracking_uri)
     elif parsed.scheme == "sqlite" and parsed.path:
         database = Path(parsed.path[1:])  # SQLAlchemy's form: sqlite:///relative.db, sqlite:////absolute.db
         if not database.parent.is_dir():

@@ -20,6 +20,7 @@ from tests.ctrl_c import Interrupted, ctrl_c, wait_until
 
 SMOKE_TRIALS = 4
 INTERRUPTED_NAME, INTERRUPTED_TRIALS, INTERRUPTED_EPOCHS = "ctrl-c", 4, 2
+REGISTERED = "smoke-localization"  # promote --registered-model: not the family's name
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ def ray_session() -> Iterator[None]:
 def smoke_sweep(tmp_path_factory) -> Sweep:
     workdir = tmp_path_factory.mktemp("sweep")
     completed = sweeper(workdir, "launch", "localization", "--preset", "smoke", "--trials", str(SMOKE_TRIALS),
-                        "--name", "smoke-sweep", "--seed", "1")  # fmt: skip
+                        "--name", "smoke-sweep", "--seed", "1", "--system-metrics",
+                        env={"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"})  # a sample a second: a smoke sweep is short; fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     return Sweep(workdir, "smoke-sweep", completed.stdout)
 
@@ -60,7 +62,7 @@ class Promotion:
 
 @pytest.fixture(scope="session")
 def promoted(smoke_sweep) -> Promotion:
-    completed = sweeper(smoke_sweep.workdir, "promote", smoke_sweep.name, "--seeds", "3", "--epochs", "1")
+    completed = sweeper(smoke_sweep.workdir, "promote", smoke_sweep.name, "--seeds", "3", "--epochs", "1", "--registered-model", REGISTERED)
     assert completed.returncode == 0, completed.stderr[-3000:]
     client = MlflowClient(smoke_sweep.tracking_uri)
     experiment = client.get_experiment_by_name("localization")

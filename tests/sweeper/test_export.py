@@ -14,6 +14,7 @@ import sweeper
 from sweeper import export as export_module
 from sweeper.model_folder import IntegrityError
 from tests.cli import sweeper as run_cli
+from tests.sweeper.conftest import REGISTERED
 from trainables.data.rf_simulation import RFSimulation, simulate
 from trainables.data.tables import write_table
 from trainables.families import get_family
@@ -161,10 +162,10 @@ def test_predict_applies_the_checks_of_launch(smoke_sweep, exported, captures, t
 
 
 def test_a_registered_model_exports_the_promoted_candidate(smoke_sweep, promoted, tmp_path):
-    completed = run_cli(smoke_sweep.workdir, "export", "--model", "models:/localization/1", "--out", str(tmp_path / "registered"))
+    completed = run_cli(smoke_sweep.workdir, "export", "--model", f"models:/{REGISTERED}/1", "--out", str(tmp_path / "registered"))
     assert completed.returncode == 0, completed.stderr[-2000:]
     config = json.loads((tmp_path / "registered" / "config.json").read_text())
     assert config["source"]["sweep"] == smoke_sweep.name and config["source"]["trial"] == promoted.run.data.params["candidate_trial"]
     assert sweeper.load(tmp_path / "registered") is not None
-    missing = run_cli(smoke_sweep.workdir, "export", "--model", "models:/localization@nonexistent", "--out", str(tmp_path / "x"))
+    missing = run_cli(smoke_sweep.workdir, "export", "--model", f"models:/{REGISTERED}@nonexistent", "--out", str(tmp_path / "x"))
     assert missing.returncode == 2 and "not in the model registry" in missing.stderr

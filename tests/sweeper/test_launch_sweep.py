@@ -1,11 +1,18 @@
 """A real smoke sweep through the CLI (local Ray, MLflow on SQLite), then MLflow read back."""
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+from pathlib import Path
 
+import mlflow
 import pyarrow.parquet as pq
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
+
+import sweeper
 
 from sweeper.sweeps import UnknownSweepError, load_record
 from tests.sweeper.conftest import SMOKE_TRIALS
@@ -67,3 +74,27 @@ def test_the_sweep_can_be_found_again_by_name(sweep):
     assert record.family == "localization" and record.trials == SMOKE_TRIALS and record.preset == "smoke"
     with pytest.raises(UnknownSweepError, match=r"no sweep named .other. in .* \(sweeps there: smoke-sweep\)"):
         load_record("other", str(workdir / "ray_results"))
+
+
+def test_mlflow_knows_the_data_the_code_and_the_machine(sweep):
+    """The sweep's run: its splits as MLflow inputs, who ran which code with which libraries, and
+    (--system-metrics) the machine's use while it ran."""
+    workdir, _ = sweep
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    experiment = client.get_experiment_by_name("localization")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'sweep'")
+    inputs = client.get_run(parent.info.run_id).inputs.dataset_inputs
+    splits = {tag.value: dataset_input.dataset for dataset_input in inputs for tag in dataset_input.tags if tag.key == "mlflow.data.context"}
+    assert set(splits) == {"train", "validation"}, "a sweep never sees the test split"
+    for split, dataset in splits.items():
+        assert dataset.name == f"localization-{split}" and dataset.digest and dataset.source_type == "local"
+        assert json.loads(dataset.profile)["features_shape"]["mask"][0] == int(parent.data.params[f"data_{split}_rows"])
+        columns = {column["name"] for column in json.loads(json.loads(dataset.schema)["mlflow_tensorspec"]["features"])}
+        assert {"iq", "features", "mask", "transmitter_xy"} <= columns
+    tags = parent.data.tags
+    assert tags["mlflow.user"] and tags["sweeper.version.torch"] == torch.__version__ and tags["sweeper.version.mlflow"] == mlflow.__version__
+    assert {"sweeper.version.ray", "sweeper.version.optuna"} <= set(tags)
+    commit = subprocess.run(["git", "-C", str(Path(sweeper.__file__).parent), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if commit.returncode == 0:
+        assert tags["mlflow.source.git.commit"] == commit.stdout.strip()
+    assert any(key.startswith("system/cpu_utilization") for key in parent.data.metrics), sorted(parent.data.metrics)

@@ -1,11 +1,14 @@
 """`sweeper promote` on a real smoke sweep, then the verdict read back from MLflow."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeper.journal import Journal
 from tests.cli import sweeper
+from tests.sweeper.conftest import REGISTERED
 
 pytestmark = pytest.mark.slow
 ALIASES = {"promote": "champion", "keep_experimental": "challenger", "demote": None}
@@ -62,11 +65,21 @@ def test_report_and_exported_candidate_are_artifacts(promoted, client):
 
 def test_candidate_is_registered_with_the_verdict_as_alias(promoted, client):
     run = promoted.run
-    (version,) = client.search_model_versions("name = 'localization'")
+    (version,) = client.search_model_versions(f"name = '{REGISTERED}'")
     assert version.run_id == run.info.run_id and version.tags["sweeper.verdict"] == run.data.tags["sweeper.verdict"]
     alias = ALIASES[run.data.tags["sweeper.verdict"]]
     if alias:
-        assert client.get_model_version_by_alias("localization", alias).version == version.version
+        assert client.get_model_version_by_alias(REGISTERED, alias).version == version.version
+    assert f"Registered model '{REGISTERED}' version 1" in promoted.stdout
+    assert client.search_model_versions("name = 'localization'") == [], "--registered-model replaces the family's name"
+
+
+def test_the_promotion_run_logs_every_split_it_used(promoted, client):
+    inputs = client.get_run(promoted.run.info.run_id).inputs.dataset_inputs
+    splits = {tag.value: dataset_input.dataset for dataset_input in inputs for tag in dataset_input.tags if tag.key == "mlflow.data.context"}
+    assert set(splits) == {"train", "validation", "test"}
+    rows = {split: json.loads(dataset.profile)["features_shape"]["mask"][0] for split, dataset in splits.items()}
+    assert rows["test"] > 0 and {dataset.name for dataset in splits.values()} == {f"localization-{s}" for s in splits}
 
 
 def test_unknown_sweep_is_a_user_error(smoke_sweep):
