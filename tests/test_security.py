@@ -144,6 +144,9 @@ def test_the_mlflow_password_is_stored_and_printed_nowhere(tmp_path, monkeypatch
             exposed = listening_sockets(server.process.pid)
             refused = start_sweeper(tmp_path, *launch, "--name", "refused", "--tracking-uri", with_password(server.url),
                                     env=env, log=tmp_path / "refused.log")  # alongside the next one, to save time; fmt: skip
+            wrong_login = {**env, "MLFLOW_TRACKING_PASSWORD": "not-" + PASSWORD}  # /health would let it through
+            unauthorized = start_sweeper(tmp_path, *launch, "--name", "unauthorized", "--tracking-uri", server.url,
+                                         env=wrong_login, log=tmp_path / "unauthorized.log")  # fmt: skip
             launched = sweeper(tmp_path, *launch, "--name", "guarded", "--tracking-uri", server.url, env=env)
             assert launched.returncode == 0, launched.stderr[-3000:]
             exported = sweeper(tmp_path, "export", "guarded", "--storage", str(results), "--out", str(export), env=env)
@@ -151,16 +154,18 @@ def test_the_mlflow_password_is_stored_and_printed_nowhere(tmp_path, monkeypatch
             for name, value in login.items():
                 monkeypatch.setenv(name, value)
             records = mlflow_records(server.url)
-        refused_code = refused.wait(timeout=120)
+        refused_code, unauthorized_code = refused.wait(timeout=120), unauthorized.wait(timeout=120)
         stored = files_holding(PASSWORD, tmp_path, ray_temp)
     finally:
         shutil.rmtree(ray_temp, ignore_errors=True)
     assert addresses(exposed) == {"0.0.0.0"}, f"--expose is what moves it off loopback: {exposed}"
     refusal = (tmp_path / "refused.log").read_text()
     assert refused_code == 2 and "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in refusal, refusal
-    assert not (results / "refused").exists(), "refused before anything started"
+    unauthorized_output = (tmp_path / "unauthorized.log").read_text()
+    assert unauthorized_code == 2 and "refused this user (HTTP 401)" in unauthorized_output, unauthorized_output
+    assert not (results / "refused").exists() and not (results / "unauthorized").exists(), "refused before anything started"
     assert (results / "guarded" / "sweeper.json").is_file() and list(export.rglob("*.json")), "the files searched exist"
-    outputs = {"refused launch": refusal, **{name: run.stdout + run.stderr for name, run in {"launch": launched, "export": exported}.items()}}
+    outputs = {"refused launch": refusal, "unauthorized launch": unauthorized_output, **{name: run.stdout + run.stderr for name, run in {"launch": launched, "export": exported}.items()}}
     found = {
         "printed by": [name for name, text in outputs.items() if PASSWORD in text],
         "in MLflow's records": PASSWORD in records,
