@@ -17,7 +17,7 @@ import pyarrow.fs
 import pyarrow.parquet
 import ray
 from ray import tune
-from ray.tune import ExperimentAnalysis
+from ray.tune import ExperimentAnalysis, ProgressReporter
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
@@ -25,6 +25,7 @@ from ray.tune.search.optuna import OptunaSearch
 from mlflow_server.options import tracking_uri_or_default
 from search_spaces import InlineSpace, SearchSpace
 from sweeper import strategies
+from sweeper.console import SweepConsole
 from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, physical_memory, ray_address, start_ray
 from sweeper.decision import relative_gain
 from sweeper.journal import SweepLog, TrialLogger, open_sweep_log
@@ -325,6 +326,7 @@ def _tuner(plan: SweepPlan, data: DataSplits, record: SweepRecord) -> tune.Tuner
         storage=plan.storage,
         name=plan.name,
         callbacks=[TrialLogger(record.tracking_uri, record.family, record.name, record.journal_dir, record.epochs)],
+        console=SweepConsole(plan.objectives[0].name, plan.objectives[0].mode, record.epochs),
     )
 
 
@@ -343,9 +345,11 @@ def build_tuner(
     callbacks: list[Any],
     warm_trials: Sequence[optuna.trial.FrozenTrial] = (),
     time_budget_s: float | None = None,
+    console: ProgressReporter | None = None,
 ) -> tune.Tuner:
     """The sweep's Tuner around any function trainable that reports the ``objectives`` and checkpoints.
-    The scheduler and checkpoint ranking go by the first objective."""
+    The scheduler and checkpoint ranking go by the first objective. Without a ``console``, Ray prints nothing."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the searcher's in-memory study is not news
     metric, mode = objectives[0].name, objectives[0].mode
     if isinstance(scheduler, PopulationBasedTraining):
         # Ray's PBT refuses search algorithms: the sampler draws the starting population up front.
@@ -359,6 +363,8 @@ def build_tuner(
     # times since the last save, so the state never names a deleted checkpoint; short epochs make
     # that frequent. Fresh state is what `sweeper resume` restores from: keep it, skip the warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray's newer console ignores progress reporters; RAY_AIR_NEW_OUTPUT=1 brings its tables back.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -380,7 +386,8 @@ def build_tuner(
             # A trial whose process or node dies starts again from its last checkpoint.
             failure_config=tune.FailureConfig(max_failures=max_failures),
             callbacks=callbacks,
-            verbose=1,
+            progress_reporter=console,
+            verbose=1 if console else 0,  # with the older console, 1 is the reporter's lines and nothing else
         ),
     )
 

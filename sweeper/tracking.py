@@ -55,6 +55,7 @@ class SweepTracker:
 
     def __init__(self, tracking_uri: str, family: str) -> None:
         _bound_http_retries()
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.family = family

@@ -33,6 +33,17 @@ def test_prints_the_best_trial_and_where_to_look(sweep):
     assert (workdir / "ray_results" / "smoke-sweep").is_dir()
 
 
+def test_the_console_is_a_status_line_and_a_line_per_trial(sweep):
+    """Not Ray's tables and boxes (about 50 lines a trial): one line per trial as it ends, a status
+    line at most every 30 s, and the summary."""
+    _, stdout = sweep
+    lines = stdout.splitlines()
+    ended = [line for line in lines if line.startswith("trial ")]
+    assert len(ended) == SMOKE_TRIALS and all("val_mean_error_m" in line and " | " in line for line in ended), ended
+    assert any(line.startswith("[") and f"{SMOKE_TRIALS} trials: 0 running, 0 pending, {SMOKE_TRIALS} ended" in line for line in lines)
+    assert len(lines) < SMOKE_TRIALS + 20, stdout
+
+
 def test_mlflow_has_one_parent_and_one_nested_run_per_trial(sweep):
     workdir, _ = sweep
     client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
