@@ -29,7 +29,7 @@ FAMILY = "response_time"
 CONFIG = {
     "architecture": "response_time_cnn", "dropout": 0.3, "learning_rate": 1e-3, "weight_decay": 1e-4, "batch_size": 32,
 }  # fmt: skip
-TARGET_OVERHEAD = 0.05
+TARGET_OVERHEAD = 0.03  # issue 19: within 3% of the bare loop
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def summary(results: dict[str, Any]) -> list[Row]:
     return [
         Row("generic trainable (train + torch.save)", rates["generic"].show("samples/s", digits=0)),
         Row("bare PyTorch loop", rates["bare"].show("samples/s", digits=0)),
-        Row("generic slower than bare by", overhead.show("%", 100, 1), "<= 5%", overhead.median <= TARGET_OVERHEAD),
+        Row("generic slower than bare by", overhead.show("%", 100, 1), "<= 3%", overhead.median <= TARGET_OVERHEAD),
         Row("  of it: batch-1 latency probe per trial", Spread(**results["latency_probe_s"]).show("s")),
         Row("  of it: torch.save per epoch", Spread(**results["checkpoint_save_s"]).show("ms", 1000, 1)),
     ]

@@ -13,6 +13,7 @@ import pickle
 import socket
 import tempfile
 import time
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -302,12 +303,29 @@ def _archive_damage(path: Path) -> str | None:
 def iterate_batches(
     arrays: Arrays, family: Family, batch_size: int, device: torch.device, seed: int | None = None
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """Batches of tensors; shuffled when ``seed`` is given, in order otherwise."""
-    rows = len(next(iter(arrays.values())))
-    order = np.random.default_rng(seed).permutation(rows) if seed is not None else np.arange(rows)
+    """Batches of tensors; shuffled when ``seed`` is given, in order otherwise.
+
+    Each batch is gathered into buffers reused from batch to batch, so a batch is valid until
+    the next one is drawn. A fresh copy per batch cost the memory allocator page faults worth
+    several per cent of a small model's epoch (BENCHMARKS.md, trainable overhead).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # arrays from Ray's object store are read-only; they are only read
+        columns = {name: torch.from_numpy(np.asarray(array)) for name, array in arrays.items()}
+    rows = len(next(iter(columns.values())))
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(rows)) if seed is not None else None
+    buffers = {name: torch.empty((min(batch_size, rows), *column.shape[1:]), dtype=column.dtype) for name, column in columns.items()}
     for start in range(0, rows, batch_size):
-        index = order[start : start + batch_size]
-        yield {name: torch.from_numpy(array[index]).to(device) for name, array in arrays.items()}
+        size = min(batch_size, rows - start)
+        batch = {}
+        for name, column in columns.items():
+            buffer = buffers[name][:size]
+            if order is None:
+                buffer.copy_(column[start : start + size])
+            else:
+                torch.index_select(column, 0, order[start : start + size], out=buffer)
+            batch[name] = buffer.to(device, non_blocking=True)
+        yield batch
 
 
 def forward(model: nn.Module, family: Family, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
