@@ -18,6 +18,10 @@ logger = logging.getLogger(__name__)
 AUTH_MODE_ENV, AUTH_TOKEN_ENV, ADDRESS_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"
 
 
+# Runs in every worker process as it starts (imports torch and the families ahead of the first trial).
+WORKER_SETUP_HOOK = "trainables.train_loop.warm_worker"
+
+
 def start_ray(address: str | None, plugins: Sequence[str] = ()) -> bool:
     """Connect to ``address`` or start local Ray; False if Ray was already running in this process.
     The ``--plugin`` modules' packages are copied to every worker (Ray's runtime environment), so
@@ -26,7 +30,9 @@ def start_ray(address: str | None, plugins: Sequence[str] = ()) -> bool:
     if ray.is_initialized():
         return False
     address = ray_address(address)
-    runtime_env = {"py_modules": shipped_modules(plugins)} if plugins else None
+    runtime_env: dict[str, Any] = {"worker_process_setup_hook": WORKER_SETUP_HOOK}
+    if plugins:
+        runtime_env["py_modules"] = shipped_modules(plugins)
     try:
         with ctrl_c_deferred():
             if address is None:

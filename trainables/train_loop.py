@@ -28,7 +28,7 @@ from torch import nn
 from trainables.data import DataSplits
 from trainables.data.tables import Arrays
 from trainables.errors import UserError
-from trainables.families import Family, get_family
+from trainables.families import Family, built_in_family_names, get_family
 from trainables.models import create_model
 
 logger = logging.getLogger(__name__)
@@ -408,6 +408,15 @@ def batch1_latencies(
         name: {"latency_ms_p50": float(np.percentile(values, 50)), "latency_ms_p95": float(np.percentile(values, 95))}
         for name, values in timings.items()
     }
+
+
+def warm_worker() -> None:
+    """Ray's ``worker_process_setup_hook``: Ray starts idle workers as the driver connects, and a
+    trial's worker would otherwise import torch, the models and every family when its first trial
+    starts (2.4 s per slot in BENCHMARKS.md's orchestration run); here that overlaps with the
+    driver's own set-up. Built-in families only: a broken plugin must not fail every worker."""
+    for name in built_in_family_names():
+        get_family(name)
 
 
 def tune_trainable(config: dict[str, Any], *, data: DataSplits, context: dict[str, Any], settings: TrainSettings) -> None:

@@ -190,20 +190,21 @@ def register_family(family: Family) -> Family:
     return _registry.register(family.name)(family)
 
 
-def _built_in() -> tuple[str, ...]:
+def built_in_family_names() -> tuple[str, ...]:
+    """The families this package ships (its modules), without plugins."""
     return tuple(module.name for module in pkgutil.iter_modules(__path__))
 
 
 def family_names() -> tuple[str, ...]:
     """The built-in families, the registered ones and the installed plugins' (not imported yet)."""
-    return tuple(sorted({*_built_in(), *_registry, *(entry.name for entry in entry_points(group=FAMILIES))}))
+    return tuple(sorted({*built_in_family_names(), *_registry, *(entry.name for entry in entry_points(group=FAMILIES))}))
 
 
 def get_family(name: str, plugins: Sequence[str] = ()) -> Family:
     """The family ``name``, imported the first time it is asked for, after the ``plugins`` modules
     (``--plugin``; trainables/plugins.py) that may register it."""
     import_plugins(plugins)
-    if name not in _registry and name in _built_in():
+    if name not in _registry and name in built_in_family_names():
         importlib.import_module(f"{__name__}.{name}")
     if name not in _registry:
         load_entry_points(FAMILIES)
