@@ -81,6 +81,32 @@ def expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.view(*mask.shape, *([1] * (like.dim() - 2)))
 
 
+def uneven_inputs(active: list[int], seed: int = 2) -> tuple[torch.Tensor, ...]:
+    """A batch whose rows have ``active`` receivers each, in random slots, with garbage in the
+    padded ones: NaN IQ, ids outside the embedding."""
+    iq, features, positions, ids, _ = inputs(len(active), RECEIVERS, seed)
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.stack([torch.randperm(RECEIVERS, generator=generator) < count for count in active])  # (B, R)
+    iq = iq.masked_fill(~expand(mask, iq), float("nan"))
+    ids = torch.where(mask, ids, 99)
+    return iq, features, positions, ids, mask
+
+
+@pytest.mark.parametrize("name", ["heimdall_net", "heimdall_net_pro"])
+def test_encoding_every_slot_gives_what_encoding_the_active_receivers_gave(name, monkeypatch):
+    """Evaluation encodes all receiver slots with fixed shapes (what torch.export and ONNX trace);
+    training, and evaluation before, encode the active receivers only."""
+    model = build(name, {}).eval()
+    batches = [uneven_inputs(active) for active in ([1], [10], [1, 1], [1, 10, 4, 7, 2], [3, 3, 3])]
+    with torch.no_grad():
+        every_slot = [model(*batch) for batch in batches]
+        monkeypatch.setattr(model.encoder, "forward", model.encoder.active_receivers)
+        active_only = [model(*batch) for batch in batches]
+    for new, old in zip(every_slot, active_only):
+        assert all(torch.isfinite(output).all() for output in new)
+        torch.testing.assert_close(new, old, rtol=1e-5, atol=1e-4)
+
+
 def test_parameter_counts_against_the_seed():
     # The seed reports 2.2M (HeimdallNet) and 2.5M (HeimdallNetPro); the Performer block adds
     # 264,192 here against the seed's +256K. Pinned so a change to the layer plan is deliberate.

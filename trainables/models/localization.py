@@ -12,9 +12,12 @@ Call: ``model(iq, features, positions, receiver_ids, mask) -> (position, uncerta
 Layer plan after HeimdallNet v1.0 (fulgidus/heimdall): a 1-D EfficientNet-B2-style IQ encoder,
 a feature encoder, receiver-identity embeddings, per-receiver calibration, a set aggregator, a
 pairwise geometry encoder, global fusion and two heads. Differences, each for a reason:
-  * only active receivers are encoded, so padding neither costs compute nor moves BatchNorm
-    statistics, and the calibration layers are applied in one batched product instead of a
-    Python loop over the batch;
+  * in training only active receivers are encoded, so padding does not move BatchNorm
+    statistics; in evaluation every receiver slot is encoded and the inactive ones are zeroed,
+    which gives the same outputs with shapes that do not depend on the data, so torch.export and
+    ONNX can trace the network (see ReceiverEncoder);
+  * the calibration layers are applied in one batched product instead of a Python loop over the
+    batch;
   * max pooling fills padded slots with -inf, so zeroed padding cannot win over negative values;
   * the feature encoder sees the receiver position next to its measurements (the original fed
     lat/lon/alt as features), and inputs are normalised with training-split statistics held as
@@ -152,14 +155,22 @@ class ReceiverCalibration(nn.Module):
         # One GEMM against every site's weights, then a gather: far cheaper than gathering a
         # (M, D, D) weight tensor, since there are few sites.
         sites, dim, _ = self.weight.shape
-        every_site = (x @ self.weight.permute(1, 0, 2).reshape(dim, sites * dim)).view(-1, sites, dim)
-        x = every_site[torch.arange(len(site), device=x.device), site] + self.bias[site]  # (M, D)
+        every_site = (x @ self.weight.permute(1, 0, 2).reshape(dim, sites * dim)).view(-1, sites, dim)  # (M, S, D)
+        x = every_site.gather(1, site.view(-1, 1, 1).expand(-1, 1, dim)).squeeze(1) + self.bias[site]  # (M, D)
         x = F.layer_norm(x, x.shape[-1:]) * self.norm_weight[site] + self.norm_bias[site]
         return F.gelu(x)
 
 
 class ReceiverEncoder(nn.Module):
-    """Encodes each active receiver's IQ, measurements, position and identity to (HIDDEN,)."""
+    """Encodes each active receiver's IQ, measurements, position and identity to (HIDDEN,).
+
+    ``forward`` takes every slot, (B, R, ...) -> (B, R, HIDDEN), zero at inactive receivers. In
+    training only the active receivers are encoded, so BatchNorm's batch statistics never see
+    padding; their number depends on the data, so that path cannot be traced. In evaluation
+    BatchNorm uses its running statistics and every receiver is encoded on its own, so encoding
+    all R slots and zeroing the inactive ones gives the same outputs with shapes fixed by the
+    input's: that path is what torch.export and ONNX trace.
+    """
 
     def __init__(self, sites: int, n_features: int) -> None:
         super().__init__()
@@ -169,9 +180,22 @@ class ReceiverEncoder(nn.Module):
         self.fusion = nn.Sequential(nn.Linear(HIDDEN + 128 + 64, HIDDEN), nn.LayerNorm(HIDDEN), nn.GELU(), nn.Linear(HIDDEN, HIDDEN))
         self.calibration = ReceiverCalibration(sites)
 
-    def forward(self, iq: torch.Tensor, measurements: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
+    def forward(self, iq: torch.Tensor, measurements: torch.Tensor, site: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.active_receivers(iq, measurements, site, mask) if self.training else self.every_slot(iq, measurements, site, mask)
+
+    def active_receivers(self, iq: torch.Tensor, measurements: torch.Tensor, site: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        encoded = self.encode(iq[mask], measurements[mask], site[mask])  # (M, HIDDEN), M active receivers
+        return encoded.new_zeros(*mask.shape, HIDDEN).index_put((mask,), encoded)  # (B, R, HIDDEN)
+
+    def every_slot(self, iq: torch.Tensor, measurements: torch.Tensor, site: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        site = torch.where(mask, site, 0)  # a padded slot's id may lie outside the embedding
+        encoded = self.encode(iq.flatten(0, 1), measurements.flatten(0, 1), site.flatten(0, 1))  # (B * R, HIDDEN)
+        return torch.where(mask.unsqueeze(-1), encoded.view(*mask.shape, HIDDEN), 0.0)  # (B, R, HIDDEN)
+
+    def encode(self, iq: torch.Tensor, measurements: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
+        """(M, 2, L), (M, F + 3), (M,) -> (M, HIDDEN)."""
         fused = self.fusion(torch.cat([self.iq(iq), self.measurements(measurements), self.identity(site)], dim=-1))
-        return self.calibration(fused, site)  # (M, HIDDEN)
+        return self.calibration(fused, site)
 
 
 # ---------------------------------------------------------------- aggregation
@@ -259,8 +283,7 @@ class HeimdallNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         positions = (positions - self.position_center) / self.position_scale  # (B, R, 3)
         measurements = torch.cat([(features - self.feature_mean) / self.feature_std, positions], dim=-1)
-        encoded = self.encoder(iq[mask], measurements[mask], receiver_ids[mask])  # (M, HIDDEN)
-        receivers = encoded.new_zeros(*mask.shape, HIDDEN).index_put((mask,), encoded)  # (B, R, HIDDEN)
+        receivers = self.encoder(iq, measurements, receiver_ids, mask)  # (B, R, HIDDEN), zero where inactive
         shared = self.fusion(torch.cat([self.aggregator(receivers, mask), self.geometry(positions, mask)], dim=-1))
         position = self.position_center[:2] + self.position_scale * self.position_head(shared)
         uncertainty = self.position_scale * (self.uncertainty_head(shared) + 1e-3)
