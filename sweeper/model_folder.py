@@ -2,12 +2,14 @@
 
 A folder holds::
 
-    weights.pt      the model's state dict, tensors only (loads with torch.load(weights_only=True))
-    config.json     family, architecture, every hyperparameter, the data context, input spec
-    metrics.json    validation metrics of the exported epoch, test metrics where known, size, latency
-    README.md       a short model card
-    manifest.json   SHA-256 of every other file and the package version
-    model.pt2       optional: torch.export program, for serving without this package
+    weights.safetensors  the model's state dict in safetensors format: tensors only, no pickle
+                         (folders exported before it hold weights.pt, a weights-only torch pickle;
+                         they still load)
+    config.json          family, architecture, every hyperparameter, the data context, input spec
+    metrics.json         validation metrics of the exported epoch, test metrics where known, size, latency
+    README.md            a short model card
+    manifest.json        SHA-256 of every other file and the package version
+    model.pt2            optional: torch.export program, for serving without this package
 
 Folders are written to a temporary sibling and renamed into place, so a failed export leaves
 nothing half-written, and an existing non-empty folder is only replaced when asked to.
@@ -24,8 +26,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Collection, Iterator, Mapping, Sequence
 
+import safetensors
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -38,8 +42,9 @@ from trainables.train_loop import build_model, load_weights_only
 logger = logging.getLogger(__name__)
 
 WEIGHTS, CONFIG, METRICS, CARD, MANIFEST, PROGRAM = (
-    "weights.pt", "config.json", "metrics.json", "README.md", "manifest.json", "model.pt2",
+    "weights.safetensors", "config.json", "metrics.json", "README.md", "manifest.json", "model.pt2",
 )  # fmt: skip
+LEGACY_WEIGHTS = "weights.pt"  # folders exported before safetensors: a torch pickle, loaded weights-only
 REEXPORT = "export the model again"
 
 
@@ -99,7 +104,7 @@ def _umask() -> int:
 
 def _write_files(model: ExportedModel, directory: Path) -> None:
     network = instantiate(model.family, model.config, model.context, model.weights, model.plugins)
-    torch.save({name: tensor.detach().cpu() for name, tensor in model.weights.items()}, directory / WEIGHTS)
+    write_weights(model.weights, directory / WEIGHTS)
     config = {
         "family": model.family,
         "architecture": model.config["architecture"],
@@ -146,6 +151,33 @@ def example_inputs(context: Mapping[str, Any], batch: int) -> tuple[torch.Tensor
     return tuple(tensors)
 
 
+def write_weights(weights: Mapping[str, torch.Tensor], path: Path) -> None:
+    """``weights`` as a safetensors file. safetensors refuses tensors that share memory (a language
+    model's output head tied to its embedding) and views with gaps, so each tensor is written as a
+    contiguous copy of its own; loading fills tied parameters twice with the same values."""
+    safetensors.torch.save_file({name: tensor.detach().cpu().clone(memory_format=torch.contiguous_format)
+                                 for name, tensor in weights.items()}, path)  # fmt: skip
+
+
+def weights_file(directory: Path, files: Collection[str]) -> Path:
+    """The folder's weights file among the manifest's ``files``: safetensors, or weights.pt in a
+    folder exported before safetensors."""
+    for name in (WEIGHTS, LEGACY_WEIGHTS):
+        if name in files:
+            return directory / name
+    raise IntegrityError(f"{directory / MANIFEST} lists no weights file ({WEIGHTS}); {REEXPORT}")
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in ``path``, read as tensors only: nothing in a damaged or hostile file is run."""
+    if path.name == LEGACY_WEIGHTS:
+        return load_weights_only(path, REEXPORT, IntegrityError)
+    try:
+        return safetensors.torch.load_file(path)
+    except safetensors.SafetensorError:
+        raise IntegrityError(f"{path} is damaged or not a safetensors file of tensors; {REEXPORT}") from None
+
+
 def instantiate(family: str, config: Mapping[str, Any], context: Mapping[str, Any], weights: Mapping[str, torch.Tensor],
                 plugins: Sequence[str] = ()) -> nn.Module:  # fmt: skip
     model = build_model(get_family(family, plugins), config, context)
@@ -156,14 +188,14 @@ def instantiate(family: str, config: Mapping[str, Any], context: Mapping[str, An
 def load(directory: str | Path) -> nn.Module:
     """The exported model in eval mode, after checking every file against the manifest."""
     directory = Path(directory)
-    verify(directory)
+    path = weights_file(directory, verify(directory))
     config = json.loads((directory / CONFIG).read_text())
-    # The manifest only proves the files belong together, not who wrote them: still weights only.
-    weights = load_weights_only(directory / WEIGHTS, REEXPORT, IntegrityError)
+    # The manifest only proves the files belong together, not who wrote them: still tensors only.
+    weights = read_weights(path)
     try:
         return instantiate(config["family"], config["config"], config["context"], weights, config.get("plugins", ()))
     except (TypeError, AttributeError, RuntimeError):  # not a state dict, or not this architecture's
-        raise IntegrityError(f"{directory / WEIGHTS} does not hold the weights of the model in {CONFIG}; {REEXPORT}") from None
+        raise IntegrityError(f"{path} does not hold the weights of the model in {CONFIG}; {REEXPORT}") from None
 
 
 def read_config(directory: Path) -> dict[str, Any]:
@@ -171,8 +203,8 @@ def read_config(directory: Path) -> dict[str, Any]:
     return json.loads((directory / CONFIG).read_text())
 
 
-def verify(directory: Path) -> None:
-    """Raise IntegrityError naming the first missing, extra or altered file."""
+def verify(directory: Path) -> frozenset[str]:
+    """The files the manifest vouches for; raises IntegrityError naming the first missing or altered one."""
     if not (directory / MANIFEST).is_file():
         raise IntegrityError(f"{directory} has no {MANIFEST}; it is not an exported model folder (see `sweeper export`)")
     try:
@@ -185,6 +217,7 @@ def verify(directory: Path) -> None:
             raise IntegrityError(f"{path} is missing; export the model again")
         if sha256(path) != digest:
             raise IntegrityError(f"{path} does not match its SHA-256 in {MANIFEST} (altered or truncated); export the model again")
+    return frozenset(expected)
 
 
 def sha256(path: Path) -> str:
