@@ -10,6 +10,10 @@ A folder holds::
     README.md            a short model card
     manifest.json        SHA-256 of every other file and the package version
     model.pt2            optional: torch.export program, for serving without this package
+    model.onnx           optional: the same program as ONNX, for ONNX Runtime; batch dimension dynamic
+
+Where a model cannot be traced, or an operator it uses has no ONNX form, the optional files are
+left out and its README.md says so; the rest of the folder is complete without them.
 
 Folders are written to a temporary sibling and renamed into place, so a failed export leaves
 nothing half-written, and an existing non-empty folder is only replaced when asked to.
@@ -41,8 +45,8 @@ from trainables.train_loop import build_model, load_weights_only
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS, CONFIG, METRICS, CARD, MANIFEST, PROGRAM = (
-    "weights.safetensors", "config.json", "metrics.json", "README.md", "manifest.json", "model.pt2",
+WEIGHTS, CONFIG, METRICS, CARD, MANIFEST, PROGRAM, ONNX = (
+    "weights.safetensors", "config.json", "metrics.json", "README.md", "manifest.json", "model.pt2", "model.onnx",
 )  # fmt: skip
 LEGACY_WEIGHTS = "weights.pt"  # folders exported before safetensors: a torch pickle, loaded weights-only
 REEXPORT = "export the model again"
@@ -118,27 +122,46 @@ def _write_files(model: ExportedModel, directory: Path) -> None:
     metrics = {"param_count": sum(p.numel() for p in network.parameters()), **model.metrics}
     _write_json(directory / CONFIG, config)
     _write_json(directory / METRICS, metrics)
-    exported = _write_program(network, model.context, directory / PROGRAM)
-    (directory / CARD).write_text(model_card(config, metrics, exported))
+    _write_serving_files(network, model.context, config["outputs"], directory)
+    (directory / CARD).write_text(model_card(config, metrics, {p.name for p in directory.iterdir()}))
     files = sorted(p.name for p in directory.iterdir())
     _write_json(directory / MANIFEST, {"package": "attention-sweeper", "version": __version__,
                                        "files": {name: sha256(directory / name) for name in files}})  # fmt: skip
 
 
-def _write_program(network: nn.Module, context: Mapping[str, Any], path: Path) -> bool:
-    """torch.export the model for serving without this package; False where it cannot be traced."""
+def _write_serving_files(network: nn.Module, context: Mapping[str, Any], outputs: Sequence[str], directory: Path) -> None:
+    """model.pt2 and model.onnx, where the model can be traced and converted."""
+    program = _traced(network, context)
+    if program is not None:
+        torch.export.save(program, directory / PROGRAM)
+        _write_onnx(program, context, outputs, directory / ONNX)
+
+
+def _traced(network: nn.Module, context: Mapping[str, Any]) -> torch.export.ExportedProgram | None:
+    """torch.export of the model with a dynamic batch dimension; None where it cannot be traced."""
     example = example_inputs(context, batch=2)
-    dynamic = [{0: torch.export.Dim.AUTO}] * len(example)
+    dynamic = [{0: torch.export.Dim("batch")}] * len(example)  # not AUTO: that would quietly fix the batch size it traced
     try:
         # torch.export turns a Ctrl-C inside its tracing into an error of its own, which would read
         # as "cannot trace" and let the export go on: hold the Ctrl-C until the call returns.
         with ctrl_c_deferred(), contextlib.redirect_stderr(io.StringIO()):  # a failed trace prints its whole graph
-            program = torch.export.export(network, example, dynamic_shapes=dynamic)
-        torch.export.save(program, path)
+            return torch.export.export(network, example, dynamic_shapes=dynamic)
     except Exception as error:  # noqa: BLE001 - tracing fails in many ways; the folder is complete without it
-        logger.info("no %s: torch.export cannot trace this model (%s)", PROGRAM, type(error).__name__)
-        return False
-    return True
+        logger.info("no %s or %s: torch.export cannot trace this model (%s)", PROGRAM, ONNX, type(error).__name__)
+        return None
+
+
+def _write_onnx(program: torch.export.ExportedProgram, context: Mapping[str, Any], outputs: Sequence[str], path: Path) -> None:
+    """The traced program as one ONNX file, inputs and outputs named as in config.json and their
+    first axis named ``batch``; none where an operator has no ONNX form."""
+    inputs = list(context["input_spec"])
+    try:
+        with ctrl_c_deferred(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # progress lines
+            torch.onnx.export(program, example_inputs(context, batch=2), path, dynamo=True, external_data=False, input_names=inputs,
+                              output_names=list(outputs), dynamic_shapes=[{0: "batch"}] + [None] * (len(inputs) - 1))  # inputs share the batch axis  # fmt: skip
+    except Exception as error:  # noqa: BLE001 - as for tracing: the folder is complete without it
+        path.unlink(missing_ok=True)
+        logger.info("no %s: the ONNX exporter cannot convert this model (%s)", ONNX, type(error).__name__)
 
 
 def example_inputs(context: Mapping[str, Any], batch: int) -> tuple[torch.Tensor, ...]:
@@ -232,14 +255,23 @@ def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def model_card(config: Mapping[str, Any], metrics: Mapping[str, Any], program: bool) -> str:
+def _serving_notes(files: Collection[str]) -> str:
+    """What the card says about the files for serving without attention-sweeper."""
+    if PROGRAM not in files:
+        return (f"There is no `{PROGRAM}` or `{ONNX}`: torch.export cannot trace this architecture "
+                "(shapes that depend on the data).")  # fmt: skip
+    notes = [f"- `{PROGRAM}` is a torch.export program: `torch.export.load('{PROGRAM}').module()(*inputs)`."]
+    notes.append(f"- `{ONNX}` runs in ONNX Runtime at any batch size: `onnxruntime.InferenceSession('{ONNX}').run(None, inputs)` "
+                 "with `inputs` a dict of NumPy arrays named as below; it returns the outputs in the order above."
+                 if ONNX in files else f"- There is no `{ONNX}`: the ONNX exporter cannot convert this architecture's program.")  # fmt: skip
+    return "\n".join(notes)
+
+
+def model_card(config: Mapping[str, Any], metrics: Mapping[str, Any], files: Collection[str]) -> str:
     hyper = "\n".join(f"| `{k}` | {v} |" for k, v in sorted(config["config"].items()))
     inputs = "\n".join(f"| `{name}` | {s['dtype']} | {s['shape']} |" for name, s in config["inputs"].items())
     numbers = "\n".join(f"| `{k}` | {v:.6g} |" if isinstance(v, float) else f"| `{k}` | {v} |" for k, v in sorted(metrics.items()))
     source = ", ".join(f"{k} `{v}`" for k, v in config["source"].items()) or "not recorded"
-    serving = f"`{PROGRAM}` is a torch.export program: `torch.export.load('{PROGRAM}').module()(*inputs)` needs no attention-sweeper." if program else (
-        "This architecture cannot be traced by torch.export (data-dependent shapes), so there is no `model.pt2`."
-    )
     return f"""# {config['family']} / {config['architecture']}
 
 Exported by attention-sweeper. Source: {source}.
@@ -250,7 +282,10 @@ model = sweeper.load("path/to/this/folder")   # checks manifest.json, returns th
 outputs = model(*inputs)                       # outputs: {', '.join(config['outputs'])}
 ```
 
-{serving} Batch inference on a Parquet file: `sweeper predict FOLDER --input FILE.parquet --out PRED.parquet`.
+The weights are in `{WEIGHTS}` (tensors only, no pickle). Batch inference on a Parquet file:
+`sweeper predict FOLDER --input FILE.parquet --out PRED.parquet`. Without attention-sweeper:
+
+{_serving_notes(files)}
 
 ## Inputs
 

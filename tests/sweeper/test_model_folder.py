@@ -1,26 +1,31 @@
-"""Exported model folders without a sweep: safetensors weights of every architecture, and folders
-written before safetensors (weights.pt)."""
+"""Exported model folders without a sweep: safetensors weights of every architecture, folders
+written before safetensors (weights.pt), and model.onnx against PyTorch in ONNX Runtime."""
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+import onnxruntime
 import pytest
 import safetensors.torch
 import torch
 
 import sweeper
 from sweeper.model_folder import (
-    LEGACY_WEIGHTS, MANIFEST, WEIGHTS, ExportedModel, IntegrityError, read_weights, sha256, write_folder,
+    LEGACY_WEIGHTS, MANIFEST, ONNX, PROGRAM, WEIGHTS, ExportedModel, IntegrityError, read_weights, sha256, write_folder,
     write_weights,
 )  # fmt: skip
 from trainables.families import get_family
 from trainables.models import architectures
-from trainables.train_loop import build_model
+from trainables.train_loop import build_model, forward
 
 FAMILIES = ("language_model", "localization", "response_time", "segmentation")
 EVERY_ARCHITECTURE = [(family, name) for family in FAMILIES for name in architectures(family)]
+# One exportable model per family; HeimdallNetPro's layers are HeimdallNet's and a Performer block
+ONNX_MODELS = [("language_model", "softmax"), ("localization", "heimdall_net_pro"), ("response_time", "response_time_cnn"),
+               ("segmentation", "self")]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +83,17 @@ def folder(smoke_data, tmp_path_factory):
     return exported("response_time", "response_time_cnn", smoke_data, tmp_path_factory.mktemp("exported") / "folder")
 
 
+def test_the_folder_holds_safetensors_program_and_onnx_all_in_the_manifest(folder):
+    model, path = folder
+    files = json.loads((path / MANIFEST).read_text())["files"]
+    assert {WEIGHTS, PROGRAM, ONNX, "config.json", "metrics.json", "README.md"} == set(files) and LEGACY_WEIGHTS not in files
+    card = (path / "README.md").read_text()
+    assert f"`{WEIGHTS}`" in card and f"`{ONNX}` runs in ONNX Runtime" in card
+    loaded = sweeper.load(path)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor)
+
+
 def rewrite(folder: Path, old: str, new: str, write) -> None:
     """Replace ``old`` by ``new`` written with ``write``, and the manifest to match (a folder of another version)."""
     write(folder / new)
@@ -116,3 +132,25 @@ def test_bad_weights_with_a_matching_manifest_are_named(folder, tmp_path, damage
     with pytest.raises(IntegrityError, match=named) as raised:
         sweeper.load(copy)
     assert str(copy / WEIGHTS) in str(raised.value)
+
+
+def max_difference(family: str, model: torch.nn.Module, session: onnxruntime.InferenceSession, rows: dict) -> float:
+    """Largest absolute difference between ONNX Runtime's and PyTorch's outputs on ``rows``."""
+    inputs = {name: rows[name] for name in family.inputs}
+    with torch.no_grad():
+        expected = forward(model, family, {name: torch.from_numpy(array) for name, array in inputs.items()})
+    found = session.run(None, inputs)
+    for got, want in zip(found, expected):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
+    return max(float(np.abs(got - want.numpy()).max()) for got, want in zip(found, expected))
+
+
+@pytest.mark.parametrize("family_name, architecture", ONNX_MODELS, ids=[f"{f}-{a}" for f, a in ONNX_MODELS])
+def test_onnx_gives_pytorchs_outputs_at_batch_1_and_more(family_name, architecture, smoke_data, tmp_path):
+    model, path = exported(family_name, architecture, smoke_data, tmp_path / "folder")
+    family, validation = get_family(family_name), smoke_data[family_name].validation
+    session = onnxruntime.InferenceSession(str(path / ONNX), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == list(family.inputs) and [o.name for o in session.get_outputs()] == list(family.outputs)
+    assert all(i.shape[0] == "batch" for i in session.get_inputs())
+    differences = {size: max_difference(family, model, session, {k: v[:size] for k, v in validation.items()}) for size in (1, 5)}
+    print(f"ONNX vs PyTorch, max abs difference: {family_name}/{architecture} {differences}")
