@@ -134,7 +134,7 @@ def test_bad_weights_with_a_matching_manifest_are_named(folder, tmp_path, damage
     assert str(copy / WEIGHTS) in str(raised.value)
 
 
-def max_difference(family: str, model: torch.nn.Module, session: onnxruntime.InferenceSession, rows: dict) -> float:
+def max_difference(family, model: torch.nn.Module, session: onnxruntime.InferenceSession, rows: dict) -> float:
     """Largest absolute difference between ONNX Runtime's and PyTorch's outputs on ``rows``."""
     inputs = {name: rows[name] for name in family.inputs}
     with torch.no_grad():
@@ -152,5 +152,7 @@ def test_onnx_gives_pytorchs_outputs_at_batch_1_and_more(family_name, architectu
     session = onnxruntime.InferenceSession(str(path / ONNX), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == list(family.inputs) and [o.name for o in session.get_outputs()] == list(family.outputs)
     assert all(i.shape[0] == "batch" for i in session.get_inputs())
-    differences = {size: max_difference(family, model, session, {k: v[:size] for k, v in validation.items()}) for size in (1, 5)}
-    print(f"ONNX vs PyTorch, max abs difference: {family_name}/{architecture} {differences}")
+    rows = min(9, len(validation[family.inputs[0]]))  # localization's smoke rows 5 and 7 have a single active receiver
+    alone = max(max_difference(family, model, session, {k: v[row : row + 1] for k, v in validation.items()}) for row in range(rows))
+    together = max_difference(family, model, session, {k: v[:rows] for k, v in validation.items()})
+    print(f"ONNX vs PyTorch, max abs difference: {family_name}/{architecture} batch 1: {alone:.3g}, batch {rows}: {together:.3g}")
