@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from tests.conftest import TINY_CONTEXT
 from trainables.attention.performer import KERNELS as PERFORMER_KERNELS
 from trainables.data.rf_simulation import FEATURE_NAMES
 from trainables.families.localization import nominal_propagation
 from trainables.models import architectures, create_model, UnknownNameError
+from trainables.models.localization import row_conv
 
 FAMILY = "localization"
 CONTEXT = {**TINY_CONTEXT, "feature_names": list(FEATURE_NAMES), "propagation": nominal_propagation()}
@@ -102,6 +104,26 @@ def test_the_traced_network_gives_the_eager_outputs_whatever_the_active_receiver
             batch = uneven_inputs(active)
             for traced, eager in zip(program(*batch), model(*batch)):
                 torch.testing.assert_close(traced, eager, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel, stride, groups", [(1, 1, 1), (3, 2, 1), (3, 1, 4)])
+def test_a_row_convolution_computes_a_1d_convolution(kernel, stride, groups):
+    torch.manual_seed(0)
+    conv, signal = row_conv(8, 12, kernel, stride, groups), torch.randn(3, 8, 50)
+    expected = F.conv1d(signal, conv.weight.squeeze(2), stride=stride, padding=kernel // 2, groups=groups)
+    torch.testing.assert_close(conv(signal.unsqueeze(2)).squeeze(2), expected, rtol=0, atol=0)
+
+
+def test_a_checkpoint_of_the_1d_layout_loads_with_the_same_outputs():
+    """Trial checkpoints and exports written when the IQ encoder held Conv1d kernels (out, in, k)."""
+    model = build("heimdall_net_pro", {}).eval()
+    old_layout = {name: t.squeeze(2) if ".iq." in name and t.dim() == 4 else t for name, t in model.state_dict().items()}
+    torch.manual_seed(1)
+    reloaded = create_model(FAMILY, "heimdall_net_pro", CONTEXT).eval()
+    reloaded.load_state_dict(old_layout)
+    with torch.no_grad():
+        for a, b in zip(model(*inputs(2, 5)), reloaded(*inputs(2, 5))):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_parameter_counts_against_the_seed():

@@ -73,38 +73,44 @@ def register_statistics(module: nn.Module, context: Mapping[str, Any]) -> None:
 # ---------------------------------------------------------------- per-receiver encoder
 
 
+def row_conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    """A bias-free 1-D convolution ('same' padding) over signals laid out (M, C, 1, L), one row high.
+
+    The arithmetic is Conv1d's (PyTorch computes a Conv1d as this very Conv2d), but an exported
+    graph then runs on ONNX Runtime's blocked (NCHWc) 2-D convolution kernels, which its 1-D
+    convolutions do not get: the IQ encoder ran 1.4x faster on one core.
+    """
+    return nn.Conv2d(in_channels, out_channels, (1, kernel), stride=(1, stride), padding=(0, kernel // 2), groups=groups, bias=False)
+
+
 class MBConv1d(nn.Module):
-    """Mobile inverted bottleneck with squeeze-and-excitation, for 1-D signals."""
+    """Mobile inverted bottleneck with squeeze-and-excitation, for 1-D signals laid out (M, C, 1, L)."""
 
     def __init__(self, in_channels: int, out_channels: int, expand: int = 6, stride: int = 1) -> None:
         super().__init__()
         hidden = in_channels * expand
         self.residual = stride == 1 and in_channels == out_channels
-        expansion = (
-            [nn.Conv1d(in_channels, hidden, 1, bias=False), nn.BatchNorm1d(hidden), nn.SiLU()]
-            if expand != 1
-            else []
-        )
+        expansion = [row_conv(in_channels, hidden, 1), nn.BatchNorm2d(hidden), nn.SiLU()] if expand != 1 else []
         self.conv = nn.Sequential(
             *expansion,
-            nn.Conv1d(hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False),
-            nn.BatchNorm1d(hidden),
+            row_conv(hidden, hidden, 3, stride=stride, groups=hidden),
+            nn.BatchNorm2d(hidden),
             nn.SiLU(),
         )
         squeeze = max(1, in_channels // 4)
         self.excite = nn.Sequential(
-            nn.AdaptiveAvgPool1d(1),
+            nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
             nn.Linear(hidden, squeeze),
             nn.SiLU(),
             nn.Linear(squeeze, hidden),
             nn.Sigmoid(),
         )
-        self.project = nn.Sequential(nn.Conv1d(hidden, out_channels, 1, bias=False), nn.BatchNorm1d(out_channels))
+        self.project = nn.Sequential(row_conv(hidden, out_channels, 1), nn.BatchNorm2d(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)  # (M, hidden, L')
-        out = self.project(out * self.excite(out).unsqueeze(-1))
+        out = self.conv(x)  # (M, hidden, 1, L')
+        out = self.project(out * self.excite(out)[..., None, None])
         return out + x if self.residual else out
 
 
@@ -121,19 +127,28 @@ IQ_BLOCKS = (
 class IQEncoder(nn.Module):
     def __init__(self, out_dim: int = HIDDEN) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv1d(2, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm1d(32), nn.SiLU())
+        self.stem = nn.Sequential(row_conv(2, 32, 3, stride=2), nn.BatchNorm2d(32), nn.SiLU())
         self.blocks = nn.Sequential(*(MBConv1d(*block) for block in IQ_BLOCKS))
         self.head = nn.Sequential(
-            nn.Conv1d(112, 192, 1, bias=False),
-            nn.BatchNorm1d(192),
+            row_conv(112, 192, 1),
+            nn.BatchNorm2d(192),
             nn.SiLU(),
-            nn.AdaptiveAvgPool1d(1),
+            nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
             nn.Linear(192, out_dim),
         )
+        self.register_load_state_dict_pre_hook(add_row_axis_to_kernels)
 
     def forward(self, iq: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(iq)))  # (M, 2, L) -> (M, out_dim)
+        return self.head(self.blocks(self.stem(iq.unsqueeze(2))))  # (M, 2, L) -> (M, 2, 1, L) -> (M, out_dim)
+
+
+def add_row_axis_to_kernels(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *_: Any) -> None:
+    """Checkpoints written when the IQ encoder used Conv1d hold (out, in, k) kernels; its
+    convolutions are (out, in, 1, k) now (see row_conv)."""
+    for name, tensor in state_dict.items():
+        if name.startswith(prefix) and tensor.dim() == 3:
+            state_dict[name] = tensor.unsqueeze(2)
 
 
 class ReceiverCalibration(nn.Module):
