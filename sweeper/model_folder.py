@@ -2,12 +2,18 @@
 
 A folder holds::
 
-    weights.pt      the model's state dict, tensors only (loads with torch.load(weights_only=True))
-    config.json     family, architecture, every hyperparameter, the data context, input spec
-    metrics.json    validation metrics of the exported epoch, test metrics where known, size, latency
-    README.md       a short model card
-    manifest.json   SHA-256 of every other file and the package version
-    model.pt2       optional: torch.export program, for serving without this package
+    weights.safetensors  the model's state dict in safetensors format: tensors only, no pickle
+                         (folders exported before it hold weights.pt, a weights-only torch pickle;
+                         they still load)
+    config.json          family, architecture, every hyperparameter, the data context, input spec
+    metrics.json         validation metrics of the exported epoch, test metrics where known, size, latency
+    README.md            a short model card
+    manifest.json        SHA-256 of every other file and the package version
+    model.pt2            optional: torch.export program, for serving without this package
+    model.onnx           optional: the same program as ONNX, for ONNX Runtime; batch dimension dynamic
+
+Where a model cannot be traced, or an operator it uses has no ONNX form, the optional files are
+left out and its README.md says so; the rest of the folder is complete without them.
 
 Folders are written to a temporary sibling and renamed into place, so a failed export leaves
 nothing half-written, and an existing non-empty folder is only replaced when asked to.
@@ -24,8 +30,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Collection, Iterator, Mapping, Sequence
 
+import safetensors
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -37,9 +45,10 @@ from trainables.train_loop import build_model, load_weights_only
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS, CONFIG, METRICS, CARD, MANIFEST, PROGRAM = (
-    "weights.pt", "config.json", "metrics.json", "README.md", "manifest.json", "model.pt2",
+WEIGHTS, CONFIG, METRICS, CARD, MANIFEST, PROGRAM, ONNX = (
+    "weights.safetensors", "config.json", "metrics.json", "README.md", "manifest.json", "model.pt2", "model.onnx",
 )  # fmt: skip
+LEGACY_WEIGHTS = "weights.pt"  # folders exported before safetensors: a torch pickle, loaded weights-only
 REEXPORT = "export the model again"
 
 
@@ -99,7 +108,7 @@ def _umask() -> int:
 
 def _write_files(model: ExportedModel, directory: Path) -> None:
     network = instantiate(model.family, model.config, model.context, model.weights, model.plugins)
-    torch.save({name: tensor.detach().cpu() for name, tensor in model.weights.items()}, directory / WEIGHTS)
+    write_weights(model.weights, directory / WEIGHTS)
     config = {
         "family": model.family,
         "architecture": model.config["architecture"],
@@ -113,27 +122,46 @@ def _write_files(model: ExportedModel, directory: Path) -> None:
     metrics = {"param_count": sum(p.numel() for p in network.parameters()), **model.metrics}
     _write_json(directory / CONFIG, config)
     _write_json(directory / METRICS, metrics)
-    exported = _write_program(network, model.context, directory / PROGRAM)
-    (directory / CARD).write_text(model_card(config, metrics, exported))
+    _write_serving_files(network, model.context, config["outputs"], directory)
+    (directory / CARD).write_text(model_card(config, metrics, {p.name for p in directory.iterdir()}))
     files = sorted(p.name for p in directory.iterdir())
     _write_json(directory / MANIFEST, {"package": "attention-sweeper", "version": __version__,
                                        "files": {name: sha256(directory / name) for name in files}})  # fmt: skip
 
 
-def _write_program(network: nn.Module, context: Mapping[str, Any], path: Path) -> bool:
-    """torch.export the model for serving without this package; False where it cannot be traced."""
+def _write_serving_files(network: nn.Module, context: Mapping[str, Any], outputs: Sequence[str], directory: Path) -> None:
+    """model.pt2 and model.onnx, where the model can be traced and converted."""
+    program = _traced(network, context)
+    if program is not None:
+        torch.export.save(program, directory / PROGRAM)
+        _write_onnx(program, context, outputs, directory / ONNX)
+
+
+def _traced(network: nn.Module, context: Mapping[str, Any]) -> torch.export.ExportedProgram | None:
+    """torch.export of the model with a dynamic batch dimension; None where it cannot be traced."""
     example = example_inputs(context, batch=2)
-    dynamic = [{0: torch.export.Dim.AUTO}] * len(example)
+    dynamic = [{0: torch.export.Dim("batch")}] * len(example)  # not AUTO: that would quietly fix the batch size it traced
     try:
         # torch.export turns a Ctrl-C inside its tracing into an error of its own, which would read
         # as "cannot trace" and let the export go on: hold the Ctrl-C until the call returns.
         with ctrl_c_deferred(), contextlib.redirect_stderr(io.StringIO()):  # a failed trace prints its whole graph
-            program = torch.export.export(network, example, dynamic_shapes=dynamic)
-        torch.export.save(program, path)
+            return torch.export.export(network, example, dynamic_shapes=dynamic)
     except Exception as error:  # noqa: BLE001 - tracing fails in many ways; the folder is complete without it
-        logger.info("no %s: torch.export cannot trace this model (%s)", PROGRAM, type(error).__name__)
-        return False
-    return True
+        logger.info("no %s or %s: torch.export cannot trace this model (%s)", PROGRAM, ONNX, type(error).__name__)
+        return None
+
+
+def _write_onnx(program: torch.export.ExportedProgram, context: Mapping[str, Any], outputs: Sequence[str], path: Path) -> None:
+    """The traced program as one ONNX file, inputs and outputs named as in config.json and their
+    first axis named ``batch``; none where an operator has no ONNX form."""
+    inputs = list(context["input_spec"])
+    try:
+        with ctrl_c_deferred(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # progress lines
+            torch.onnx.export(program, example_inputs(context, batch=2), path, dynamo=True, external_data=False, input_names=inputs,
+                              output_names=list(outputs), dynamic_shapes=[{0: "batch"}] + [None] * (len(inputs) - 1))  # inputs share the batch axis  # fmt: skip
+    except Exception as error:  # noqa: BLE001 - as for tracing: the folder is complete without it
+        path.unlink(missing_ok=True)
+        logger.info("no %s: the ONNX exporter cannot convert this model (%s)", ONNX, type(error).__name__)
 
 
 def example_inputs(context: Mapping[str, Any], batch: int) -> tuple[torch.Tensor, ...]:
@@ -146,6 +174,33 @@ def example_inputs(context: Mapping[str, Any], batch: int) -> tuple[torch.Tensor
     return tuple(tensors)
 
 
+def write_weights(weights: Mapping[str, torch.Tensor], path: Path) -> None:
+    """``weights`` as a safetensors file. safetensors refuses tensors that share memory (a language
+    model's output head tied to its embedding) and views with gaps, so each tensor is written as a
+    contiguous copy of its own; loading fills tied parameters twice with the same values."""
+    safetensors.torch.save_file({name: tensor.detach().cpu().clone(memory_format=torch.contiguous_format)
+                                 for name, tensor in weights.items()}, path)  # fmt: skip
+
+
+def weights_file(directory: Path, files: Collection[str]) -> Path:
+    """The folder's weights file among the manifest's ``files``: safetensors, or weights.pt in a
+    folder exported before safetensors."""
+    for name in (WEIGHTS, LEGACY_WEIGHTS):
+        if name in files:
+            return directory / name
+    raise IntegrityError(f"{directory / MANIFEST} lists no weights file ({WEIGHTS}); {REEXPORT}")
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in ``path``, read as tensors only: nothing in a damaged or hostile file is run."""
+    if path.name == LEGACY_WEIGHTS:
+        return load_weights_only(path, REEXPORT, IntegrityError)
+    try:
+        return safetensors.torch.load_file(path)
+    except safetensors.SafetensorError:
+        raise IntegrityError(f"{path} is damaged or not a safetensors file of tensors; {REEXPORT}") from None
+
+
 def instantiate(family: str, config: Mapping[str, Any], context: Mapping[str, Any], weights: Mapping[str, torch.Tensor],
                 plugins: Sequence[str] = ()) -> nn.Module:  # fmt: skip
     model = build_model(get_family(family, plugins), config, context)
@@ -156,14 +211,14 @@ def instantiate(family: str, config: Mapping[str, Any], context: Mapping[str, An
 def load(directory: str | Path) -> nn.Module:
     """The exported model in eval mode, after checking every file against the manifest."""
     directory = Path(directory)
-    verify(directory)
+    path = weights_file(directory, verify(directory))
     config = json.loads((directory / CONFIG).read_text())
-    # The manifest only proves the files belong together, not who wrote them: still weights only.
-    weights = load_weights_only(directory / WEIGHTS, REEXPORT, IntegrityError)
+    # The manifest only proves the files belong together, not who wrote them: still tensors only.
+    weights = read_weights(path)
     try:
         return instantiate(config["family"], config["config"], config["context"], weights, config.get("plugins", ()))
     except (TypeError, AttributeError, RuntimeError):  # not a state dict, or not this architecture's
-        raise IntegrityError(f"{directory / WEIGHTS} does not hold the weights of the model in {CONFIG}; {REEXPORT}") from None
+        raise IntegrityError(f"{path} does not hold the weights of the model in {CONFIG}; {REEXPORT}") from None
 
 
 def read_config(directory: Path) -> dict[str, Any]:
@@ -171,8 +226,8 @@ def read_config(directory: Path) -> dict[str, Any]:
     return json.loads((directory / CONFIG).read_text())
 
 
-def verify(directory: Path) -> None:
-    """Raise IntegrityError naming the first missing, extra or altered file."""
+def verify(directory: Path) -> frozenset[str]:
+    """The files the manifest vouches for; raises IntegrityError naming the first missing or altered one."""
     if not (directory / MANIFEST).is_file():
         raise IntegrityError(f"{directory} has no {MANIFEST}; it is not an exported model folder (see `sweeper export`)")
     try:
@@ -185,6 +240,7 @@ def verify(directory: Path) -> None:
             raise IntegrityError(f"{path} is missing; export the model again")
         if sha256(path) != digest:
             raise IntegrityError(f"{path} does not match its SHA-256 in {MANIFEST} (altered or truncated); export the model again")
+    return frozenset(expected)
 
 
 def sha256(path: Path) -> str:
@@ -199,14 +255,23 @@ def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def model_card(config: Mapping[str, Any], metrics: Mapping[str, Any], program: bool) -> str:
+def _serving_notes(files: Collection[str]) -> str:
+    """What the card says about the files for serving without attention-sweeper."""
+    if PROGRAM not in files:
+        return (f"There is no `{PROGRAM}` or `{ONNX}`: torch.export cannot trace this architecture "
+                "(shapes that depend on the data).")  # fmt: skip
+    notes = [f"- `{PROGRAM}` is a torch.export program: `torch.export.load('{PROGRAM}').module()(*inputs)`."]
+    notes.append(f"- `{ONNX}` runs in ONNX Runtime at any batch size: `onnxruntime.InferenceSession('{ONNX}').run(None, inputs)` "
+                 "with `inputs` a dict of NumPy arrays named as below; it returns the outputs in the order above."
+                 if ONNX in files else f"- There is no `{ONNX}`: the ONNX exporter cannot convert this architecture's program.")  # fmt: skip
+    return "\n".join(notes)
+
+
+def model_card(config: Mapping[str, Any], metrics: Mapping[str, Any], files: Collection[str]) -> str:
     hyper = "\n".join(f"| `{k}` | {v} |" for k, v in sorted(config["config"].items()))
     inputs = "\n".join(f"| `{name}` | {s['dtype']} | {s['shape']} |" for name, s in config["inputs"].items())
     numbers = "\n".join(f"| `{k}` | {v:.6g} |" if isinstance(v, float) else f"| `{k}` | {v} |" for k, v in sorted(metrics.items()))
     source = ", ".join(f"{k} `{v}`" for k, v in config["source"].items()) or "not recorded"
-    serving = f"`{PROGRAM}` is a torch.export program: `torch.export.load('{PROGRAM}').module()(*inputs)` needs no attention-sweeper." if program else (
-        "This architecture cannot be traced by torch.export (data-dependent shapes), so there is no `model.pt2`."
-    )
     return f"""# {config['family']} / {config['architecture']}
 
 Exported by attention-sweeper. Source: {source}.
@@ -217,7 +282,10 @@ model = sweeper.load("path/to/this/folder")   # checks manifest.json, returns th
 outputs = model(*inputs)                       # outputs: {', '.join(config['outputs'])}
 ```
 
-{serving} Batch inference on a Parquet file: `sweeper predict FOLDER --input FILE.parquet --out PRED.parquet`.
+The weights are in `{WEIGHTS}` (tensors only, no pickle). Batch inference on a Parquet file:
+`sweeper predict FOLDER --input FILE.parquet --out PRED.parquet`. Without attention-sweeper:
+
+{_serving_notes(files)}
 
 ## Inputs
 

@@ -33,7 +33,7 @@ from sweeper.cluster import start_ray
 from sweeper.interrupts import ctrl_c_deferred
 from sweeper.memory import peak_forward_memory_mb
 from sweeper.decision import Interval, Measured, ModelEvidence, Verdict, decide, gain_interval, measured_rows, sequential_looks, should_stop
-from sweeper.model_folder import PROGRAM, ExportedModel, instantiate, write_folder
+from sweeper.model_folder import ExportedModel, instantiate, load, write_folder
 from sweeper.objectives import LATENCY, objective_values, resolve_objectives, sweep_front
 from sweeper.sweeps import SweepRecord, TrialResult, rank_trials, read_trials, sweep_data
 from sweeper.journal import SweepLog, open_sweep_log
@@ -150,9 +150,8 @@ def promote(record: SweepRecord, family: Family, options: PromoteOptions = Promo
         if exported is not None:
             with ctrl_c_deferred():
                 log.log_artifacts(key, exported, PROMOTION_ARTIFACTS["model_folder"])
-        traceable = exported is not None and (exported / PROGRAM).is_file()
         with ctrl_c_deferred():
-            version, alias = _register(log, key, plan, context, weights[CANDIDATE], data, verdict, traceable)
+            version, alias = _register(log, key, plan, exported, data, verdict)
         with ctrl_c_deferred():
             log.finish(key, verdict.decision)
     if log.drain():
@@ -553,21 +552,20 @@ def _killed_on_interrupt(log: SweepLog, key: str) -> Iterator[None]:
         raise
 
 
-def _register(log: SweepLog, key: str, plan, context, weights, data, verdict, traceable: bool) -> tuple[str, str | None]:
-    """Log the candidate as an MLflow model, register it (--registered-model, else the family's name), alias the verdict.
-    The registry is written directly, not through the journal: it needs the promotion run in
-    MLflow and the live model, so an unreachable MLflow skips it with a warning."""
-    if weights is None:
+def _register(log: SweepLog, key: str, plan, exported: Path | None, data, verdict) -> tuple[str, str | None]:
+    """Log the exported candidate as an MLflow model, register it (--registered-model, else the
+    family's name), alias the verdict. The registry is written directly, not through the journal:
+    it needs the promotion run in MLflow and the folder, so an unreachable MLflow skips it with a warning."""
+    if exported is None:
         return "", None
     if not log.drain():
         logger.warning("MLflow at %s is unreachable: the candidate is not registered; `sweeper sync %s` sends the "
                        "promotion's records later, promote again to register it", log.tracker.tracking_uri, plan.record.name)  # fmt: skip
         return "", None
     tracker, run_id = log.tracker, log.run_id(key)
-    model = instantiate(plan.family.name, plan.models[CANDIDATE], context, weights, plan.record.plugins)
     example = tuple(data.test[name][:2] for name in plan.family.inputs)
     with torch.no_grad():
-        outputs = forward(model, plan.family, {name: torch.from_numpy(a) for name, a in zip(plan.family.inputs, example)})
-    version = tracker.log_model(run_id, plan.model_name, model, plan.family.inputs, example, plan.family.outputs,
-                                [o.numpy() for o in outputs], traceable)  # fmt: skip
+        outputs = forward(load(exported), plan.family, {name: torch.from_numpy(a) for name, a in zip(plan.family.inputs, example)})
+    version = tracker.log_model(run_id, plan.model_name, exported, plan.family.inputs, example, plan.family.outputs,
+                                [o.numpy() for o in outputs])  # fmt: skip
     return version, tracker.record_verdict(plan.model_name, version, verdict.decision)

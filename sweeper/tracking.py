@@ -39,6 +39,8 @@ from trainables.errors import UserError
 logger = logging.getLogger(__name__)
 
 PROMOTION_ARTIFACTS = {"report": "report", "model_folder": "exported_model"}
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")  # the registered model's predict, as MLflow "models from code"
+PYFUNC_FOLDER = "model_folder"  # the registered model's artifact: the exported folder
 SWEEP_TAG, TRIAL_TAG, ARCHITECTURE_TAG = "sweeper.sweep", "sweeper.trial_id", "sweeper.architecture"
 STATUS_TAG, FAMILY_TAG, NODE_TAG, KIND_TAG = "sweeper.status", "sweeper.family", "sweeper.node", "sweeper.kind"
 EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"  # MLflow's UI reads it
@@ -92,20 +94,16 @@ class SweepTracker:
         self,
         run_id: str,
         name: str,
-        model: Any,
+        folder: Path,
         inputs: Sequence[str],
         example: Sequence[np.ndarray],
         outputs: Sequence[str],
         example_outputs: Sequence[np.ndarray],
-        traceable: bool,
     ) -> str:
-        """Log ``model`` with mlflow.pytorch under the run and register it as model ``name``.
-
-        Traceable models use the torch.export (pt2) format, which needs no pickle; models whose
-        shapes depend on the data cannot be traced and are pickled. Returns the version.
-        """
+        """Log the exported ``folder`` as an MLflow pyfunc model under the run (sweeper/pyfunc_model.py:
+        no pickle, any number of named inputs and outputs) and register it as model ``name``.
+        Returns the version."""
         import mlflow
-        import mlflow.pytorch
         from mlflow.models.signature import ModelSignature
         from mlflow.types.schema import Schema, TensorSpec
 
@@ -114,16 +112,13 @@ class SweepTracker:
 
         signature = ModelSignature(inputs=specs(inputs, example), outputs=specs(outputs, example_outputs))
         mlflow.set_tracking_uri(self.tracking_uri)
-        serialization, input_example = ("pt2", tuple(example)) if traceable else ("pickle", dict(zip(inputs, example)))
-        # For pickled multi-input models MLflow warns that pickle is unsafe and that its pyfunc server
-        # takes one tensor; both are known and documented (use sweeper export / mlflow.pytorch).
-        with mlflow.start_run(run_id=run_id), _quiet("mlflow.pytorch", "mlflow.models.model"):
-            info = mlflow.pytorch.log_model(
-                model, name="model", signature=signature, input_example=input_example,
-                registered_model_name=name, serialization_format=serialization,
+        with mlflow.start_run(run_id=run_id), _quiet("mlflow.pyfunc", "mlflow.models.model"):
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(PYFUNC_CODE), artifacts={PYFUNC_FOLDER: str(folder)},
+                signature=signature, input_example=dict(zip(inputs, example)), registered_model_name=name,
                 pip_requirements=["attention-sweeper", "torch"],
             )  # fmt: skip
-        self.set_tags(run_id, {"sweeper.model_format": serialization})
+        self.set_tags(run_id, {"sweeper.model_format": "exported folder (pyfunc)"})
         return str(info.registered_model_version)
 
     def record_verdict(self, name: str, version: str, decision: str) -> str | None:

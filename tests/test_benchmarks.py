@@ -24,7 +24,7 @@ RESULT_KEYS = {
     "orchestration": {"ray_start_s", "slots", "per_repeat", "spread", "mlflow_trial_runs", "anchors"},
     "trainable": {"samples_per_s", "overhead", "latency_probe_s", "checkpoint_save_s"},
     "attention": {"memory_cap_mb", "memory", "timing", "crossover", "performer_error"},
-    "latency": {"cases"},
+    "latency": {"cases", "formats"},
     "learning": {"localization"},
     "calibration": {"policy", "table"},
     "search_quality": {"metric", "sweeps", "comparisons", "anchor"},

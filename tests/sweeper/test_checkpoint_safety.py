@@ -152,7 +152,7 @@ def test_the_cli_refuses_a_malicious_checkpoint_in_a_fresh_process(smoke_sweep, 
 
 
 def rewrite_weights(folder: Path, write: Callable[[Path], None]) -> None:
-    """Replace weights.pt and recompute the manifest, so the hash check passes."""
+    """Replace the weights file and recompute the manifest, so the hash check passes."""
     write(folder / WEIGHTS)
     manifest = json.loads((folder / MANIFEST).read_text())
     manifest["files"][WEIGHTS] = sha256(folder / WEIGHTS)
@@ -165,27 +165,9 @@ def test_malicious_weights_with_a_matching_manifest_are_never_unpickled(exported
     folder, marker = tmp_path / "copy", tmp_path / "marker"
     shutil.copytree(exported_folder, folder)
     rewrite_weights(folder, lambda path: MALICIOUS_FORMATS[write](Planted(marker), path))
-    with pytest.raises(IntegrityError, match=re.escape(f"{folder / WEIGHTS} is damaged or holds objects other than tensors")):
+    with pytest.raises(IntegrityError, match=re.escape(f"{folder / WEIGHTS} is damaged or not a safetensors file")):
         sweeper.load(folder)
     assert not marker.exists()
-
-
-@slow
-@pytest.mark.parametrize(
-    "write, named",
-    [
-        (flip_middle_byte, "fails its CRC-32 check"),
-        (lambda path: torch.save({"unrelated": torch.zeros(3)}, path), "does not hold the weights of the model"),
-        (lambda path: torch.save([torch.zeros(3)], path), "does not hold the weights of the model"),
-    ],
-)
-def test_wrong_weights_with_a_matching_manifest_are_named(exported_folder, write, named, tmp_path):
-    folder = tmp_path / "copy"
-    shutil.copytree(exported_folder, folder)
-    rewrite_weights(folder, write)
-    with pytest.raises(IntegrityError, match=named) as raised:
-        sweeper.load(folder)
-    assert str(folder / WEIGHTS) in str(raised.value)
 
 
 # ---------------------------------------------------------------- every load is weights-only

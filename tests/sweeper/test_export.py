@@ -80,7 +80,7 @@ def test_the_exported_epoch_is_the_best_reported_not_the_last(smoke_sweep, expor
 @pytest.mark.parametrize(
     "damage, named",
     [
-        (lambda f: (f / "weights.pt").write_bytes((f / "weights.pt").read_bytes()[:1000]), "weights.pt"),
+        (lambda f: (f / "weights.safetensors").write_bytes((f / "weights.safetensors").read_bytes()[:1000]), "weights.safetensors"),
         (lambda f: (f / "config.json").write_text((f / "config.json").read_text().replace("localization", "localisation")), "config.json"),
         (lambda f: (f / "metrics.json").unlink(), "metrics.json is missing"),
         (lambda f: (f / "manifest.json").unlink(), "no manifest.json"),

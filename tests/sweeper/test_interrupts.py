@@ -66,7 +66,7 @@ def test_ctrl_c_during_export_leaves_no_folder_and_a_rerun_exports(resumed_sweep
     workdir, out = resumed_sweep.workdir, resumed_sweep.workdir / "best"
     arguments = ["export", NAME, "--storage", str(workdir / "results"), "--top-k", "2", "--out", str(out)]
     process = start_sweeper(workdir, *arguments, log=workdir / "export.log")
-    wait_until(lambda: any(workdir.glob(".best.*/rank1-*/weights.pt")), process, "the first exported file")
+    wait_until(lambda: any(workdir.glob(".best.*/rank1-*/weights.safetensors")), process, "the first exported file")
     assert_one_line_and_130(ctrl_c(process, workdir / "export.log"), "run the same command again")
     assert not out.exists() and not list(workdir.glob(".best.*")), "a half-written export folder"
 

@@ -60,7 +60,7 @@ def test_report_and_exported_candidate_are_artifacts(promoted, client):
     expected = {"report.md", "report.html", "comparison.png", "learning_curves.png", "error_cdf.png", "calibration.png"}
     assert {f"report/{name}" for name in expected} <= report
     folder = {a.path for a in client.list_artifacts(run.info.run_id, "exported_model")}
-    assert {"exported_model/weights.pt", "exported_model/manifest.json"} <= folder
+    assert {"exported_model/weights.safetensors", "exported_model/manifest.json"} <= folder
 
 
 def test_candidate_is_registered_with_the_verdict_as_alias(promoted, client):

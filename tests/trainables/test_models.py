@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from tests.conftest import TINY_CONTEXT
 from trainables.attention.performer import KERNELS as PERFORMER_KERNELS
 from trainables.data.rf_simulation import FEATURE_NAMES
 from trainables.families.localization import nominal_propagation
 from trainables.models import architectures, create_model, UnknownNameError
+from trainables.models.localization import row_conv
 
 FAMILY = "localization"
 CONTEXT = {**TINY_CONTEXT, "feature_names": list(FEATURE_NAMES), "propagation": nominal_propagation()}
@@ -79,6 +81,49 @@ def test_receiver_order_does_not_matter(name, hyperparameters):
 
 def expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.view(*mask.shape, *([1] * (like.dim() - 2)))
+
+
+def uneven_inputs(active: list[int], seed: int = 2) -> tuple[torch.Tensor, ...]:
+    """A batch whose rows have ``active`` receivers each, in random slots, with garbage in the
+    padded ones: NaN IQ, ids outside the embedding."""
+    iq, features, positions, ids, _ = inputs(len(active), RECEIVERS, seed)
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.stack([torch.randperm(RECEIVERS, generator=generator) < count for count in active])  # (B, R)
+    iq = iq.masked_fill(~expand(mask, iq), float("nan"))
+    ids = torch.where(mask, ids, 99)
+    return iq, features, positions, ids, mask
+
+
+def test_the_traced_network_gives_the_eager_outputs_whatever_the_active_receivers():
+    """torch.export (model.pt2, and model.onnx from it) traces the number of active receivers as a
+    symbolic size: one program for every mask, down to a single active receiver."""
+    model = build("heimdall_net_pro", {}).eval()
+    program = torch.export.export(model, inputs(2, RECEIVERS), dynamic_shapes=[{0: torch.export.Dim("batch")}] * 5).module()
+    with torch.no_grad():
+        for active in ([1], [10], [1, 1], [1, 10, 4, 7, 2], [3, 3, 3]):
+            batch = uneven_inputs(active)
+            for traced, eager in zip(program(*batch), model(*batch)):
+                torch.testing.assert_close(traced, eager, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel, stride, groups", [(1, 1, 1), (3, 2, 1), (3, 1, 4)])
+def test_a_row_convolution_computes_a_1d_convolution(kernel, stride, groups):
+    torch.manual_seed(0)
+    conv, signal = row_conv(8, 12, kernel, stride, groups), torch.randn(3, 8, 50)
+    expected = F.conv1d(signal, conv.weight.squeeze(2), stride=stride, padding=kernel // 2, groups=groups)
+    torch.testing.assert_close(conv(signal.unsqueeze(2)).squeeze(2), expected, rtol=0, atol=0)
+
+
+def test_a_checkpoint_of_the_1d_layout_loads_with_the_same_outputs():
+    """Trial checkpoints and exports written when the IQ encoder held Conv1d kernels (out, in, k)."""
+    model = build("heimdall_net_pro", {}).eval()
+    old_layout = {name: t.squeeze(2) if ".iq." in name and t.dim() == 4 else t for name, t in model.state_dict().items()}
+    torch.manual_seed(1)
+    reloaded = create_model(FAMILY, "heimdall_net_pro", CONTEXT).eval()
+    reloaded.load_state_dict(old_layout)
+    with torch.no_grad():
+        for a, b in zip(model(*inputs(2, 5)), reloaded(*inputs(2, 5))):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_parameter_counts_against_the_seed():

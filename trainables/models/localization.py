@@ -73,38 +73,44 @@ def register_statistics(module: nn.Module, context: Mapping[str, Any]) -> None:
 # ---------------------------------------------------------------- per-receiver encoder
 
 
+def row_conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    """A bias-free 1-D convolution ('same' padding) over signals laid out (M, C, 1, L), one row high.
+
+    The arithmetic is Conv1d's (PyTorch computes a Conv1d as this very Conv2d), but an exported
+    graph then runs on ONNX Runtime's blocked (NCHWc) 2-D convolution kernels, which its 1-D
+    convolutions do not get: the IQ encoder ran 1.4x faster on one core.
+    """
+    return nn.Conv2d(in_channels, out_channels, (1, kernel), stride=(1, stride), padding=(0, kernel // 2), groups=groups, bias=False)
+
+
 class MBConv1d(nn.Module):
-    """Mobile inverted bottleneck with squeeze-and-excitation, for 1-D signals."""
+    """Mobile inverted bottleneck with squeeze-and-excitation, for 1-D signals laid out (M, C, 1, L)."""
 
     def __init__(self, in_channels: int, out_channels: int, expand: int = 6, stride: int = 1) -> None:
         super().__init__()
         hidden = in_channels * expand
         self.residual = stride == 1 and in_channels == out_channels
-        expansion = (
-            [nn.Conv1d(in_channels, hidden, 1, bias=False), nn.BatchNorm1d(hidden), nn.SiLU()]
-            if expand != 1
-            else []
-        )
+        expansion = [row_conv(in_channels, hidden, 1), nn.BatchNorm2d(hidden), nn.SiLU()] if expand != 1 else []
         self.conv = nn.Sequential(
             *expansion,
-            nn.Conv1d(hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False),
-            nn.BatchNorm1d(hidden),
+            row_conv(hidden, hidden, 3, stride=stride, groups=hidden),
+            nn.BatchNorm2d(hidden),
             nn.SiLU(),
         )
         squeeze = max(1, in_channels // 4)
         self.excite = nn.Sequential(
-            nn.AdaptiveAvgPool1d(1),
+            nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
             nn.Linear(hidden, squeeze),
             nn.SiLU(),
             nn.Linear(squeeze, hidden),
             nn.Sigmoid(),
         )
-        self.project = nn.Sequential(nn.Conv1d(hidden, out_channels, 1, bias=False), nn.BatchNorm1d(out_channels))
+        self.project = nn.Sequential(row_conv(hidden, out_channels, 1), nn.BatchNorm2d(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)  # (M, hidden, L')
-        out = self.project(out * self.excite(out).unsqueeze(-1))
+        out = self.conv(x)  # (M, hidden, 1, L')
+        out = self.project(out * self.excite(out)[..., None, None])
         return out + x if self.residual else out
 
 
@@ -121,19 +127,28 @@ IQ_BLOCKS = (
 class IQEncoder(nn.Module):
     def __init__(self, out_dim: int = HIDDEN) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv1d(2, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm1d(32), nn.SiLU())
+        self.stem = nn.Sequential(row_conv(2, 32, 3, stride=2), nn.BatchNorm2d(32), nn.SiLU())
         self.blocks = nn.Sequential(*(MBConv1d(*block) for block in IQ_BLOCKS))
         self.head = nn.Sequential(
-            nn.Conv1d(112, 192, 1, bias=False),
-            nn.BatchNorm1d(192),
+            row_conv(112, 192, 1),
+            nn.BatchNorm2d(192),
             nn.SiLU(),
-            nn.AdaptiveAvgPool1d(1),
+            nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
             nn.Linear(192, out_dim),
         )
+        self.register_load_state_dict_pre_hook(add_row_axis_to_kernels)
 
     def forward(self, iq: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(iq)))  # (M, 2, L) -> (M, out_dim)
+        return self.head(self.blocks(self.stem(iq.unsqueeze(2))))  # (M, 2, L) -> (M, 2, 1, L) -> (M, out_dim)
+
+
+def add_row_axis_to_kernels(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *_: Any) -> None:
+    """Checkpoints written when the IQ encoder used Conv1d hold (out, in, k) kernels; its
+    convolutions are (out, in, 1, k) now (see row_conv)."""
+    for name, tensor in state_dict.items():
+        if name.startswith(prefix) and tensor.dim() == 3:
+            state_dict[name] = tensor.unsqueeze(2)
 
 
 class ReceiverCalibration(nn.Module):
@@ -152,14 +167,23 @@ class ReceiverCalibration(nn.Module):
         # One GEMM against every site's weights, then a gather: far cheaper than gathering a
         # (M, D, D) weight tensor, since there are few sites.
         sites, dim, _ = self.weight.shape
-        every_site = (x @ self.weight.permute(1, 0, 2).reshape(dim, sites * dim)).view(-1, sites, dim)
-        x = every_site[torch.arange(len(site), device=x.device), site] + self.bias[site]  # (M, D)
+        every_site = (x @ self.weight.permute(1, 0, 2).reshape(dim, sites * dim)).view(-1, sites, dim)  # (M, S, D)
+        x = every_site.gather(1, site.view(-1, 1, 1).expand(-1, 1, dim)).squeeze(1) + self.bias[site]  # (M, D)
         x = F.layer_norm(x, x.shape[-1:]) * self.norm_weight[site] + self.norm_bias[site]
         return F.gelu(x)
 
 
 class ReceiverEncoder(nn.Module):
-    """Encodes each active receiver's IQ, measurements, position and identity to (HIDDEN,)."""
+    """Encodes each active receiver's IQ, measurements, position and identity to (HIDDEN,):
+    (B, R, ...) -> (B, R, HIDDEN), zero at inactive receivers.
+
+    Only the active receivers are encoded: padding costs no compute and never enters BatchNorm's
+    batch statistics. Their number M depends on the data; torch.export traces it as a symbolic
+    size (hence model.pt2 and model.onnx) once told that M is positive. Encoding every slot and
+    zeroing the inactive ones instead would give fixed shapes and the same outputs in
+    evaluation, but costs R / M times the IQ encoder's work: with 6 of 10 receivers active, ONNX
+    Runtime took 1.6x as long.
+    """
 
     def __init__(self, sites: int, n_features: int) -> None:
         super().__init__()
@@ -169,9 +193,12 @@ class ReceiverEncoder(nn.Module):
         self.fusion = nn.Sequential(nn.Linear(HIDDEN + 128 + 64, HIDDEN), nn.LayerNorm(HIDDEN), nn.GELU(), nn.Linear(HIDDEN, HIDDEN))
         self.calibration = ReceiverCalibration(sites)
 
-    def forward(self, iq: torch.Tensor, measurements: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
+    def forward(self, iq: torch.Tensor, measurements: torch.Tensor, site: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        iq, measurements, site = iq[mask], measurements[mask], site[mask]  # (M, 2, L), (M, F + 3), (M,)
+        torch._check(site.shape[0] > 0)  # every capture has an active receiver (the family checks it)
         fused = self.fusion(torch.cat([self.iq(iq), self.measurements(measurements), self.identity(site)], dim=-1))
-        return self.calibration(fused, site)  # (M, HIDDEN)
+        encoded = self.calibration(fused, site)  # (M, HIDDEN)
+        return encoded.new_zeros(*mask.shape, HIDDEN).index_put((mask,), encoded)  # (B, R, HIDDEN)
 
 
 # ---------------------------------------------------------------- aggregation
@@ -259,8 +286,7 @@ class HeimdallNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         positions = (positions - self.position_center) / self.position_scale  # (B, R, 3)
         measurements = torch.cat([(features - self.feature_mean) / self.feature_std, positions], dim=-1)
-        encoded = self.encoder(iq[mask], measurements[mask], receiver_ids[mask])  # (M, HIDDEN)
-        receivers = encoded.new_zeros(*mask.shape, HIDDEN).index_put((mask,), encoded)  # (B, R, HIDDEN)
+        receivers = self.encoder(iq, measurements, receiver_ids, mask)  # (B, R, HIDDEN), zero where inactive
         shared = self.fusion(torch.cat([self.aggregator(receivers, mask), self.geometry(positions, mask)], dim=-1))
         position = self.position_center[:2] + self.position_scale * self.position_head(shared)
         uncertainty = self.position_scale * (self.uncertainty_head(shared) + 1e-3)
