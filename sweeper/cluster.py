@@ -18,11 +18,13 @@ logger = logging.getLogger(__name__)
 AUTH_MODE_ENV, AUTH_TOKEN_ENV, ADDRESS_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"
 
 
-def start_ray(address: str | None, plugins: Sequence[str] = ()) -> bool:
+def start_ray(address: str | None, plugins: Sequence[str] = (), num_cpus: int | None = None) -> bool:
     """Connect to ``address`` or start local Ray; False if Ray was already running in this process.
     The ``--plugin`` modules' packages are copied to every worker (Ray's runtime environment), so
-    code that is installed nowhere runs on a cluster's other machines too. A Ctrl-C while Ray
-    starts waits until it is up, then shuts it down and raises KeyboardInterrupt."""
+    code that is installed nowhere runs on a cluster's other machines too. Local Ray declares
+    ``num_cpus`` CPUs (default: this machine's; more makes virtual slots, as Ray's scalability
+    tests do). A Ctrl-C while Ray starts waits until it is up, then shuts it down and raises
+    KeyboardInterrupt."""
     if ray.is_initialized():
         return False
     address = ray_address(address)
@@ -31,7 +33,7 @@ def start_ray(address: str | None, plugins: Sequence[str] = ()) -> bool:
         with ctrl_c_deferred():
             if address is None:
                 use_session_token()
-                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env)
+                ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env)
             else:
                 connect_ray(address, runtime_env)
     except KeyboardInterrupt:
