@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from unittest import mock
@@ -70,6 +70,7 @@ class Settings:
     epochs: int
     epoch_seconds: float
     settle_s: float  # pause before each sweep, so the previous one's workers are gone
+    profiled_trials: int  # of the sweep under cProfile, at the most slots
 
     @property
     def trial_seconds(self) -> float:
@@ -77,9 +78,9 @@ class Settings:
 
 
 SIZES = {
-    "tiny": Settings(trials=12, slots=(4,), epochs=3, epoch_seconds=0.05, settle_s=0.0),
-    "quick": Settings(trials=200, slots=(8, 32), epochs=3, epoch_seconds=1 / 3, settle_s=5.0),
-    "default": Settings(trials=1000, slots=(8, 32, 64), epochs=3, epoch_seconds=1 / 3, settle_s=10.0),
+    "tiny": Settings(trials=12, slots=(4,), epochs=3, epoch_seconds=0.05, settle_s=0.0, profiled_trials=12),
+    "quick": Settings(trials=200, slots=(8, 32), epochs=3, epoch_seconds=1 / 3, settle_s=5.0, profiled_trials=100),
+    "default": Settings(trials=1000, slots=(8, 32, 64), epochs=3, epoch_seconds=1 / 3, settle_s=10.0, profiled_trials=200),
 }
 
 
@@ -130,14 +131,15 @@ def sweep(settings: Settings, slots: int, storage: Path, name: str | None = None
 
 
 def profiled(settings: Settings, slots: int, storage: Path, top: int = 25) -> dict[str, Any]:
-    """The sweep at ``slots`` again under cProfile (which slows Python code: its wall time is not
+    """A shorter sweep at ``slots`` under cProfile (which slows Python code: its wall time is not
     comparable); the driver's functions by cumulative and by own time."""
     profiler = cProfile.Profile()
     with profiler:
-        run = sweep(settings, slots, storage, name=f"scale-{slots}-profiled")
+        run = sweep(replace(settings, trials=settings.profiled_trials), slots, storage, name=f"scale-{slots}-profiled")
     stats = pstats.Stats(profiler)
     return {
         "slots": slots,
+        "trials": settings.profiled_trials,
         "wall_s": run["wall_s"],
         "driver": run["driver"],
         "by_cumulative_s": _top(stats, "cumulative", top),
@@ -357,8 +359,8 @@ def _max_rss_mb() -> float:
 
 def timeline(stack: dict[str, Any], settings: Settings, slots: int) -> dict[str, Any]:
     """Wall time against the ideal, results handled per second, and the steady state: trials
-    ended per second between the moment every slot has started its first trial (worker start-up
-    done) and the last trial's start."""
+    ended per second between the moment the last worker process (at most one per slot) started
+    its first trial and the last trial's start."""
     runs, wall = stack["trials"], stack["wall_s"]
     ideal = settings.trials * settings.trial_seconds / slots
     first_starts: dict[int, float] = {}
@@ -448,8 +450,10 @@ def summary(results: dict[str, Any], settings: Settings) -> list[Row]:
             Row(f"{settings.trials} trials at {slots} slots: wall (ideal), load {run['load_1min_before']:.1f}",
                 f"{run['wall_s']:.1f} s ({run['ideal_s']:.1f} s): +{run['bookkeeping']:.0%}",
                 f"<= +{TARGET_BOOKKEEPING:.0%}" if target else "", run["bookkeeping"] <= TARGET_BOOKKEEPING if target else None),
-            Row(f"  {slots} slots: steady state (after worker start-up {run['worker_start_up_s']:.1f} s)",
-                f"+{run['steady_bookkeeping']:.0%}, {run['results_per_s']:.0f} results/s (ideal {run['ideal_results_per_s']:.0f})"),
+            Row(f"  {slots} slots: trials ran in N worker processes; the last started its first at",
+                f"{run['worker_processes']}, {run['worker_start_up_s']:.1f} s"),
+            Row(f"  {slots} slots: steady state after that; results handled per second",
+                f"+{run['steady_bookkeeping']:.0%}; {run['results_per_s']:.1f} (ideal {run['ideal_results_per_s']:.0f})"),
             Row(f"  {slots} slots: MLflow write p50 / p95 per record, journal backlog max",
                 f"{run['mlflow_writes']['p50_s'] * 1e3:.1f} / {run['mlflow_writes']['p95_s'] * 1e3:.1f} ms, {run['journal_backlog']['max']}"),
         ]  # fmt: skip
@@ -467,7 +471,7 @@ def summary(results: dict[str, Any], settings: Settings) -> list[Row]:
         rows.append(Row(f"  {slots} slots: driver peak RSS, workers' peak RSS", f"{run['memory']['driver_peak_rss_mb']:.0f} MB, "
                         f"{run['memory']['workers_peak_rss_mb'] / 1024:.1f} GB ({run['memory']['workers_peak']:.0f} processes)"))  # fmt: skip
     profile = results["profile"]["driver"]["parts_s"]
-    rows.append(Row(f"profiled at {most} slots: driver's parts", ", ".join(f"{name.split(' (')[0]} {s:.1f} s" for name, s in profile.items())))
+    rows.append(Row(f"profiled, {settings.profiled_trials} trials at {most} slots: driver's parts", ", ".join(f"{name.split(' (')[0]} {s:.1f} s" for name, s in profile.items())))
     return rows
 
 
