@@ -1,8 +1,8 @@
-"""``python -m benchmarks {all,orchestration,trainable,attention,latency,learning,calibration,search_quality,synthetic_search,pareto} [--quick]``.
+"""``python -m benchmarks {all,orchestration,scale,trainable,attention,latency,learning,calibration,search_quality,synthetic_search,pareto} [--quick]``.
 
 Writes ``OUT/NAME.json`` and ``OUT/NAME.png`` per measurement (``OUT`` = ./benchmark-results),
 ``OUT/summary.json`` after ``all``, and prints the summary table at the end. ``all`` keeps one
-local Ray session up for every measurement after ``orchestration`` (which times Ray's start).
+local Ray session up for every measurement after those that start their own (OWN_RAY).
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from pathlib import Path
 from benchmarks import MEASUREMENTS
 from benchmarks.common import Row, format_table, machine, ray_session, run_measurement, write_json
 
+OWN_RAY = ("orchestration", "scale")  # they run first: one times Ray's start, one declares virtual CPUs
+
 
 def main(argv: list[str] | None = None) -> None:
     arguments = parser().parse_args(argv)
@@ -27,8 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     payloads = []
     with contextlib.ExitStack() as shared:
         for name in names:
-            if name != "orchestration" and len(names) > 1:
-                shared.enter_context(ray_session())  # once; orchestration before it times Ray's own start
+            if name not in OWN_RAY and len(names) > 1:
+                shared.enter_context(ray_session())  # starts Ray once, after the OWN_RAY ones
             measure = importlib.import_module(f"benchmarks.{name}").measure
             payloads.append(run_measurement(name, measure, size, arguments.out))
     wall_s = time.perf_counter() - start

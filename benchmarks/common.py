@@ -91,14 +91,15 @@ def time_within(
 
 
 @contextlib.contextmanager
-def ray_session() -> Iterator[None]:
+def ray_session(num_cpus: int | None = None, warm_workers: bool = True) -> Iterator[None]:
     """Local Ray for one measurement, or the session ``python -m benchmarks all`` keeps up for all
-    of them: each start and shutdown costs seconds that no measurement is about."""
+    of them: each start and shutdown costs seconds that no measurement is about. ``num_cpus``
+    (default: the machine's) declares virtual CPUs."""
     import ray
 
     from sweeper.cluster import start_ray
 
-    started = start_ray(None)
+    started = start_ray(None, num_cpus=num_cpus, warm_workers=warm_workers)
     try:
         yield
     finally:

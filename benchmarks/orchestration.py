@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import optuna
 import ray
+from mlflow.entities import Run
+from mlflow.store.tracking import SEARCH_MAX_RESULTS_THRESHOLD
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
@@ -43,7 +45,7 @@ logger = logging.getLogger(__name__)
 FAMILY = "benchmark"  # the MLflow experiment of the benchmark's sweeps
 METRIC, MODE = "loss", "min"
 TARGET_OVERHEAD_S, TARGET_EFFICIENCY = 0.3, 0.90
-# A tiny conditional space, written as a family's YAML would be (workload.synthetic_loss reads it).
+# A tiny conditional space, written as a family's YAML would be (sleep_workload.synthetic_loss reads it).
 SPACE = {
     "family": FAMILY,
     "parameters": {
@@ -87,9 +89,11 @@ def measure(size: str, out: Path) -> Outcome:
         try:
             slots = concurrent_slots(1.0, 0.0)  # one CPU per trial, as sweeper launch's default
             runs = []
+            trainable = tune.with_resources(tune.with_parameters(tune_trial, work=work), {"cpu": 1.0, "gpu": 0.0})
             for index in range(settings.repeats):  # (b) and (a) in turn, so both see the same moments
                 sequential = sequential_study(space, work, settings.trials)
-                runs.append((sequential, full_stack(space, work, settings.trials, slots, Path(storage), index)))
+                stack = full_stack(trainable, space, settings.trials, work.epochs, slots, Path(storage), f"orchestration-{index}")
+                runs.append((sequential, stack))
         finally:
             ray.shutdown()
     results = {"ray_start_s": ray_start_s, "slots": slots, **analyse(runs, settings.trials, slots), "anchors": ANCHORS}
@@ -144,42 +148,42 @@ def sequential_study(space: SearchSpace, work: Work, trials: int) -> dict[str, A
 # ---------------------------------------------------------------- (a) the full stack
 
 
-def full_stack(space: SearchSpace, work: Work, trials: int, slots: int, storage: Path, index: int) -> dict[str, Any]:
-    """(a): a sweep as sweeper launch runs one, around the benchmark's trial. As in launch, the
-    parent MLflow run exists before the Tuner starts and is finished after; only fit() is timed."""
-    name = f"orchestration-{index}"
+def full_stack(trainable: Any, space: SearchSpace, trials: int, epochs: int, slots: int, storage: Path, name: str) -> dict[str, Any]:
+    """(a): a sweep as sweeper launch runs one, around a benchmark's ``trainable`` (which reports
+    the workload's timings), MLflow in SQLite under ``storage``. As in launch, the parent MLflow
+    run exists before the Tuner starts and is finished after; only fit() is timed."""
     tracking_uri = default_tracking_uri(storage)
     log = open_sweep_log(tracking_uri, FAMILY, name, journal_dir(str(storage), name))
-    log.start_run(SWEEP_KEY, name, "sweep", {"trials": trials, "epochs": work.epochs}, {})
-    tuner = full_stack_tuner(space, work, trials, slots, storage, name, tracking_uri)
+    log.start_run(SWEEP_KEY, name, "sweep", {"trials": trials, "epochs": epochs}, {})
+    tuner = full_stack_tuner(trainable, space, trials, epochs, slots, storage, name, tracking_uri)
     started = time.time()
     grid = tuner.fit()
     ended = time.time()
     log.finish(SWEEP_KEY, "completed")
     log.drain()
-    runs = [_trial_record(result, started) for result in grid]
-    if grid.num_errors or any(run["epochs"] != work.epochs for run in runs):
+    runs = [trial_record(result, started) for result in grid]
+    if grid.num_errors or any(run["epochs"] != epochs for run in runs):
         raise RuntimeError(f"the benchmark sweep {name} did not run every trial to the end: {grid.errors}")
     logger.info("full-stack sweep of %d trials: %.1f s", trials, ended - started)
     return {"wall_s": ended - started, "compute_s": sum(run["compute_s"] for run in runs), "trials": runs,
-            "mlflow_trial_runs": _count_trial_runs(tracking_uri, name)}  # fmt: skip
+            "mlflow_trial_runs": len(trial_runs(tracking_uri, name))}  # fmt: skip
 
 
 def full_stack_tuner(
-    space: SearchSpace, work: Work, trials: int, slots: int, storage: Path, name: str, tracking_uri: str
+    trainable: Any, space: SearchSpace, trials: int, epochs: int, slots: int, storage: Path, name: str, tracking_uri: str
 ) -> tune.Tuner:
-    """The Tuner sweeper launch builds (``build_tuner``) with the benchmark's trainable and FIFO scheduling."""
-    trainable = tune.with_resources(tune.with_parameters(tune_trial, work=work), {"cpu": 1.0, "gpu": 0.0})
-    callback = TrialLogger(tracking_uri, FAMILY, name, journal_dir(str(storage), name), work.epochs)
-    sampler = tpe(Budget(trials, work.epochs, seed=0))
+    """The Tuner sweeper launch builds (``build_tuner``) with a benchmark's trainable and FIFO scheduling."""
+    callback = TrialLogger(tracking_uri, FAMILY, name, journal_dir(str(storage), name), epochs)
+    sampler = tpe(Budget(trials, epochs, seed=0))
     return build_tuner(trainable, space, (Objective(METRIC, MODE),), trials=trials, sampler=sampler, scheduler=FIFOScheduler(), max_concurrent=slots,
                        max_failures=2, storage=str(storage), name=name, callbacks=[callback])  # fmt: skip
 
 
-def _trial_record(result: Any, fit_started: float) -> dict[str, Any]:
+def trial_record(result: Any, fit_started: float) -> dict[str, Any]:
     """One trial's timeline in seconds since fit() started, from its reported epochs."""
     frame = result.metrics_dataframe
     return {
+        "trial_id": str(frame["trial_id"].iloc[0]),
         "pid": int(frame["pid"].iloc[0]),
         "start_s": float(frame["trial_started"].iloc[0] - fit_started),
         "end_s": float(frame["epoch_ended"].iloc[-1] - fit_started),
@@ -188,12 +192,12 @@ def _trial_record(result: Any, fit_started: float) -> dict[str, Any]:
     }
 
 
-def _count_trial_runs(tracking_uri: str, sweep: str) -> int:
+def trial_runs(tracking_uri: str, sweep: str) -> list[Run]:
     """The nested MLflow runs the sweep left: a check that the tracking really ran."""
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(FAMILY)
     query = f"tags.`sweeper.sweep` = '{sweep}' and tags.`sweeper.kind` = 'trial'"
-    return len(client.search_runs([experiment.experiment_id], query))
+    return list(client.search_runs([experiment.experiment_id], query, max_results=SEARCH_MAX_RESULTS_THRESHOLD))
 
 
 # ---------------------------------------------------------------- analysis
@@ -212,14 +216,14 @@ def analyse(runs: list[tuple[dict[str, Any], dict[str, Any]]], trials: int, slot
             "efficiency": ideal / stack["wall_s"],
             "sequential_overhead_per_trial_s": (sequential["wall_s"] - sequential["compute_s"]) / trials,
             "contention": stack["compute_s"] / sequential["compute_s"],
-            **_slot_time(stack, slots, trials),
+            **slot_time(stack, slots, trials),
         })  # fmt: skip
     spreads = {key: asdict(Spread.of([row[key] for row in rows])) for key in rows[0]}
     mlflow_runs = [stack["mlflow_trial_runs"] for _, stack in runs]
     return {"per_repeat": rows, "spread": spreads, "mlflow_trial_runs": mlflow_runs}
 
 
-def _slot_time(stack: dict[str, Any], slots: int, trials: int) -> dict[str, float]:
+def slot_time(stack: dict[str, Any], slots: int, trials: int) -> dict[str, float]:
     """(a)'s slot-seconds (cores x wall) per trial, split into the trials' compute, their time
     outside compute (reporting, checkpoints), slot start-up before the first trial, and the rest
     (between trials and after the last)."""

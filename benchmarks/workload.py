@@ -7,7 +7,6 @@ any difference in wall time between ways of running them is orchestration.
 """
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import time
@@ -17,6 +16,7 @@ from typing import Any, Mapping
 
 import torch
 
+from benchmarks.sleep_workload import synthetic_loss
 from trainables.train_loop import CHECKPOINT_FILE, Report
 
 
@@ -48,12 +48,6 @@ def run_trial(config: Mapping[str, Any], work: Work, report: Report) -> None:
             "pid": os.getpid(),
         }
         report(metrics, {"weights": product, "epoch": epoch})
-
-
-def synthetic_loss(config: Mapping[str, Any], epoch: int) -> float:
-    """A smooth function of the config, so the searcher has something to model."""
-    width = math.log2(config.get("width", 64)) - 6
-    return (math.log10(config["learning_rate"]) + 3.0) ** 2 + 0.1 * width**2 + 1.0 / epoch
 
 
 def tune_trial(config: dict[str, Any], *, work: Work) -> None:

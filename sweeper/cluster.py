@@ -22,24 +22,27 @@ AUTH_MODE_ENV, AUTH_TOKEN_ENV, ADDRESS_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", 
 WORKER_SETUP_HOOK = "trainables.train_loop.warm_worker"
 
 
-def start_ray(address: str | None, plugins: Sequence[str] = ()) -> bool:
+def start_ray(address: str | None, plugins: Sequence[str] = (), num_cpus: int | None = None, warm_workers: bool = True) -> bool:
     """Connect to ``address`` or start local Ray; False if Ray was already running in this process.
     The ``--plugin`` modules' packages are copied to every worker (Ray's runtime environment), so
-    code that is installed nowhere runs on a cluster's other machines too. A Ctrl-C while Ray
-    starts waits until it is up, then shuts it down and raises KeyboardInterrupt."""
+    code that is installed nowhere runs on a cluster's other machines too. Local Ray declares
+    ``num_cpus`` CPUs (default: this machine's; more makes virtual slots, as Ray's scalability
+    tests do). ``warm_workers``: workers import torch and the families as they start (for trials
+    that are not this package's, e.g. a benchmark's, they need not). A Ctrl-C while Ray starts
+    waits until it is up, then shuts it down and raises KeyboardInterrupt."""
     if ray.is_initialized():
         return False
     address = ray_address(address)
-    runtime_env: dict[str, Any] = {"worker_process_setup_hook": WORKER_SETUP_HOOK}
+    runtime_env: dict[str, Any] = {"worker_process_setup_hook": WORKER_SETUP_HOOK} if warm_workers else {}
     if plugins:
         runtime_env["py_modules"] = shipped_modules(plugins)
     try:
         with ctrl_c_deferred():
             if address is None:
                 use_session_token()
-                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env)
+                ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env or None)
             else:
-                connect_ray(address, runtime_env)
+                connect_ray(address, runtime_env or None)
     except KeyboardInterrupt:
         ray.shutdown()
         raise

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -89,6 +90,9 @@ class SweepLog:
         self.tracker, self.journal, self.sweep = tracker, journal, sweep
         self._offline_since: float | None = None
         self._last_attempt = 0.0
+        self._sending = threading.Lock()  # one flush at a time, so a record is sent once and in order
+        self._sender: threading.Thread | None = None
+        self._new_record, self._stopping = threading.Event(), threading.Event()
 
     def run_id(self, key: str) -> str | None:
         return self.journal.runs.get(key)
@@ -119,7 +123,8 @@ class SweepLog:
         self._submit({"op": "delete", "key": key})
 
     def remember(self, key: str, run_id: str) -> None:
-        self.journal.remember(key, run_id)
+        with self._sending:
+            self.journal.remember(key, run_id)
 
     def keys(self) -> set[str]:
         return {record["key"] for record in self.journal.records if record["op"] == "start"}
@@ -130,6 +135,10 @@ class SweepLog:
 
     def flush(self) -> bool:
         """Send every pending record in order; False (and offline) at the first unreachable one."""
+        with self._sending:
+            return self._flush()
+
+    def _flush(self) -> bool:
         self._last_attempt = time.monotonic()
         for record in self.journal.pending():
             try:
@@ -157,10 +166,49 @@ class SweepLog:
                 time.sleep(wait_s)
         return False
 
+    def send_in_background(self) -> None:
+        """From now on a thread of this log sends the records as they come, so that whoever submits
+        them (Ray Tune's loop, through TrialLogger) only appends them to the journal and never
+        waits for MLflow; until ``stop_background``."""
+        if self._sender is None:
+            self._stopping.clear()
+            self._sender = threading.Thread(target=self._send_until_stopped, name=f"sweep-log-{self.sweep}", daemon=True)
+            self._sender.start()
+
+    def stop_background(self) -> None:
+        """End the sending thread, then send what is pending here (if a retry is due): records are
+        sent as they come again."""
+        sender, self._sender = self._sender, None
+        if sender is None:
+            return
+        self._stopping.set()
+        self._new_record.set()
+        sender.join()
+        if self._retry_due():
+            self.flush()
+
+    def _send_until_stopped(self) -> None:
+        while True:
+            self._new_record.wait(RETRY_SECONDS)  # woken by a record, or time to retry an unreachable MLflow
+            self._new_record.clear()
+            if self._stopping.is_set():
+                return
+            if self.journal.pending() and self._retry_due():
+                try:
+                    self.flush()
+                except Exception:  # noqa: BLE001 - not an outage; stop_background's flush raises it again
+                    logger.exception("sending sweep %s's records to MLflow failed; they stay in %s", self.sweep, self.journal.path)
+                    return
+
     def _submit(self, record: dict[str, Any]) -> None:
         self.journal.append(record)
-        if not self.offline or time.monotonic() - self._last_attempt >= RETRY_SECONDS:
+        if self._sender is not None:
+            self._new_record.set()
+        elif self._retry_due():
             self.flush()
+
+    def _retry_due(self) -> bool:
+        return not self.offline or time.monotonic() - self._last_attempt >= RETRY_SECONDS
 
     def _send(self, record: dict[str, Any]) -> dict[str, str]:
         """Apply one record to MLflow; returns run ids it created."""
@@ -239,6 +287,12 @@ class TrialLogger(Callback):
     @property
     def log(self) -> SweepLog:
         return open_sweep_log(self.tracking_uri, self.family, self.sweep, self.journal_dir)
+
+    def setup(self, **info: Any) -> None:
+        self.log.send_in_background()  # an MLflow call per record would hold up Ray Tune's loop
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.log.stop_background()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tags = {TRIAL_TAG: trial.trial_id, ARCHITECTURE_TAG: str(trial.config.get("architecture", "")), STATUS_TAG: "running"}

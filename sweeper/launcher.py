@@ -280,6 +280,7 @@ def _fit(tuner: tune.Tuner, family: Family, space: SearchSpace, record: SweepRec
         trials = read_trials(record, family.validation_metric, family.mode)
     except KeyboardInterrupt:  # a second Ctrl-C skips that save; resume starts from the one before
         trials = read_trials(record, family.validation_metric, family.mode)
+    log.stop_background()  # TrialLogger stops it when Ray Tune's loop ends, unless a second Ctrl-C cut that short
     unfinished = [trial.trial_id for trial in trials if trial.status in ("running", "pending")]
     # A spent time budget ends the sweep before all its trials started; Ray stopped the running ones.
     if unfinished or (len(trials) < record.trials and record.time_budget_s is None):

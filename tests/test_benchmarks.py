@@ -22,6 +22,7 @@ MACHINE_KEYS = {"arch", "cpu_model", "cores", "torch", "ray"}
 ROW_KEYS = {"quantity", "value", "target", "met"}
 RESULT_KEYS = {
     "orchestration": {"ray_start_s", "slots", "per_repeat", "spread", "mlflow_trial_runs", "anchors"},
+    "scale": {"runs", "profile", "driver_max_rss_mb", "anchor"},
     "trainable": {"samples_per_s", "overhead", "latency_probe_s", "checkpoint_save_s"},
     "attention": {"memory_cap_mb", "memory", "timing", "crossover", "performer_error"},
     "latency": {"cases", "formats"},
@@ -51,3 +52,7 @@ def test_all_at_tiny_sizes_writes_every_result(tmp_path: Path) -> None:
     assert set(summary["summary"]) == set(MEASUREMENTS)
     stack = json.loads((tmp_path / "orchestration.json").read_text())["results"]
     assert stack["mlflow_trial_runs"] == [2], "the full stack logged one nested MLflow run per trial"
+    for run in json.loads((tmp_path / "scale.json").read_text())["results"]["runs"].values():
+        records = run["mlflow_records"]
+        assert records["trial_runs"] == records["trials"] and records["metric_steps"] == 3 * records["trials"]
+        assert records["lost_runs"] == records["duplicated_runs"] == records["lost_steps"] == records["duplicated_steps"] == 0

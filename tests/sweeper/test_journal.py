@@ -1,6 +1,9 @@
 """The sweep journal against a real MLflow store (SQLite), with the store made unreachable at will."""
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
@@ -94,6 +97,45 @@ def test_while_offline_sending_is_retried_only_every_few_seconds(store, tmp_path
     monkeypatch.setattr(journal_module, "RETRY_SECONDS", 0.0)
     log.log(SWEEP_KEY, {"x": 5}, 5)
     assert not log.offline and [s for s, _ in history(store, runs_of(store)["sweep"], "x")] == [0, 1, 2, 3, 4, 5]
+
+
+def test_in_the_background_the_submitter_only_writes_the_journal_and_a_thread_sends_it_in_order(store, tmp_path, monkeypatch):
+    log = open_log(store, tmp_path)
+    senders = set()
+    send = log._send
+    monkeypatch.setattr(log, "_send", lambda record: senders.add(threading.get_ident()) or send(record))
+    log.send_in_background()
+    record_a_sweep(log)
+    wait_until(lambda: not log.journal.pending())
+    assert senders and threading.get_ident() not in senders
+    log.stop_background()
+    runs = runs_of(store)
+    assert runs["trial:a"].data.tags["mlflow.parentRunId"] == runs["sweep"].info.run_id
+    assert history(store, runs["trial:b"]) == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
+    assert {run.info.status for run in runs.values()} == {"FINISHED"}
+    log.log(SWEEP_KEY, {"after": 1.0})  # stopped: sent as it comes again
+    assert not log.journal.pending()
+
+
+def test_in_the_background_an_outage_loses_nothing(store, tmp_path, monkeypatch):
+    log = open_log(store, tmp_path)
+    log.start_run(SWEEP_KEY, "s1", "sweep", {}, {})
+    log.send_in_background()
+    with Outage(log.tracker, monkeypatch):
+        record_a_sweep(log, trials=("a",))
+        wait_until(lambda: log.offline)
+        log.stop_background()  # the retry is not due yet: nothing is tried
+        assert len(log.journal.pending()) == 6
+    assert log.flush() and not log.offline
+    runs = runs_of(store)
+    assert set(runs) == {"sweep", "trial:a"} and history(store, runs["trial:a"]) == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
+
+
+def wait_until(condition, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def test_replaying_the_whole_journal_creates_no_duplicates(store, tmp_path):
