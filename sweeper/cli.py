@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write the best trials of a sweep (or a registered model) as self-contained folders")
     export.add_argument("sweep", nargs="?", help="the sweep's name (or use --model)").completer = _complete_sweeps
-    export.add_argument("--model", help="a registered model instead: models:/FAMILY@ALIAS or models:/FAMILY/VERSION")
+    export.add_argument("--model", help="a registered model instead: models:/NAME@ALIAS or models:/NAME/VERSION (NAME: the family, or promote --registered-model)")
     export.add_argument("--out", type=Path, required=True, help="folder to write (refused if it exists and is not empty)")
     export.add_argument("--top-k", type=int, default=1, help="how many of the best trials (default 1)")
     export.add_argument("--metric", help="validation metric to rank by (default: the family's)")
