@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnxruntime
@@ -45,28 +46,34 @@ def random_model(family: str, architecture: str, context: dict) -> torch.nn.Modu
     return model.eval()
 
 
-def exported(family: str, architecture: str, smoke_data, out: Path) -> tuple[torch.nn.Module, Path]:
-    context = get_family(family).context(smoke_data[family].train)
-    model = random_model(family, architecture, context)
-    write_folder(ExportedModel(family, {"architecture": architecture}, context, model.state_dict()), out)
-    return model, out
+@pytest.fixture(scope="module")
+def exports(smoke_data, tmp_path_factory) -> Callable[[str, str], tuple[torch.nn.Module, Path]]:
+    """``exports(family, architecture)``: a model and its exported folder, written once per module."""
+    written: dict[tuple[str, str], tuple[torch.nn.Module, Path]] = {}
+
+    def export(family: str, architecture: str) -> tuple[torch.nn.Module, Path]:
+        if (family, architecture) not in written:
+            context = get_family(family).context(smoke_data[family].train)
+            model = random_model(family, architecture, context)
+            out = tmp_path_factory.mktemp("exported") / architecture
+            written[family, architecture] = model, write_folder(ExportedModel(family, {"architecture": architecture}, context, model.state_dict()), out)
+        return written[family, architecture]
+
+    return export
 
 
 @pytest.mark.parametrize("family, architecture", EVERY_ARCHITECTURE, ids=[f"{f}-{a}" for f, a in EVERY_ARCHITECTURE])
 def test_weights_round_trip_bit_exactly(family, architecture, smoke_data, tmp_path):
-    model = random_model(family, architecture, get_family(family).context(smoke_data[family].train))
-    write_weights(model.state_dict(), tmp_path / WEIGHTS)
+    context = get_family(family).context(smoke_data[family].train)
+    original = random_model(family, architecture, context).state_dict()
+    write_weights(original, tmp_path / WEIGHTS)
     weights = read_weights(tmp_path / WEIGHTS)
-    original = model.state_dict()
     assert weights.keys() == original.keys()
     for name, tensor in original.items():
         assert weights[name].dtype == tensor.dtype and torch.equal(weights[name], tensor), name
-    reloaded = build_model(get_family(family), {"architecture": architecture}, get_family(family).context(smoke_data[family].train))
-    reloaded.load_state_dict(weights)
-    tied = [(a, b) for a, p in model.named_parameters(remove_duplicate=False) for b, q in model.named_parameters(remove_duplicate=False)
-            if a < b and p is q]  # fmt: skip
-    parameters = dict(reloaded.named_parameters(remove_duplicate=False))
-    assert all(parameters[a] is parameters[b] for a, b in tied), "tied parameters stay tied"
+    reloaded = build_model(get_family(family), {"architecture": architecture}, context)
+    reloaded.load_state_dict(weights)  # tied parameters (a language model's head and embedding) get one value twice
+    assert all(torch.equal(tensor, original[name]) for name, tensor in reloaded.state_dict().items())
 
 
 def test_shared_and_strided_tensors_are_written_as_their_values(tmp_path):
@@ -78,9 +85,9 @@ def test_shared_and_strided_tensors_are_written_as_their_values(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def folder(smoke_data, tmp_path_factory):
-    """A small model's exported folder, shared by the tests that only read or copy it."""
-    return exported("response_time", "response_time_cnn", smoke_data, tmp_path_factory.mktemp("exported") / "folder")
+def folder(exports):
+    """A small model's exported folder, for the tests that only read or copy it."""
+    return exports("response_time", "response_time_cnn")
 
 
 def test_the_folder_holds_safetensors_program_and_onnx_all_in_the_manifest(folder):
@@ -146,8 +153,8 @@ def max_difference(family, model: torch.nn.Module, session: onnxruntime.Inferenc
 
 
 @pytest.mark.parametrize("family_name, architecture", ONNX_MODELS, ids=[f"{f}-{a}" for f, a in ONNX_MODELS])
-def test_onnx_gives_pytorchs_outputs_at_batch_1_and_more(family_name, architecture, smoke_data, tmp_path):
-    model, path = exported(family_name, architecture, smoke_data, tmp_path / "folder")
+def test_onnx_gives_pytorchs_outputs_at_batch_1_and_more(family_name, architecture, smoke_data, exports):
+    model, path = exports(family_name, architecture)
     family, validation = get_family(family_name), smoke_data[family_name].validation
     session = onnxruntime.InferenceSession(str(path / ONNX), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == list(family.inputs) and [o.name for o in session.get_outputs()] == list(family.outputs)
