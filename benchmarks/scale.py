@@ -142,6 +142,7 @@ def profiled(settings: Settings, slots: int, storage: Path, top: int = 25) -> di
         "trials": settings.profiled_trials,
         "wall_s": run["wall_s"],
         "driver": run["driver"],
+        "mlflow_records": run["mlflow_records"],
         "by_cumulative_s": _top(stats, "cumulative", top),
         "by_own_s": _top(stats, "tottime", top),
     }

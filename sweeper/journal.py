@@ -1,7 +1,9 @@
 """A sweep's MLflow records, written ahead to a journal on disk, so an unreachable server loses nothing.
 
 Every record (a run started, metrics and tags logged, a run finished, artifacts) is appended to
-``journal.jsonl`` before it is sent. When the tracking server does not answer, the sweep goes
+``journal.jsonl`` before it is sent: while Ray Tune's loop runs, by a thread of its own (a
+record costs MLflow several database transactions, and the loop would wait for each), otherwise
+at once. When the tracking server does not answer, the sweep goes
 on: records stay in the journal, sending is retried every ``RETRY_SECONDS``, and whatever is
 still unsent when the sweep ends is sent by ``sweeper sync SWEEP``. Replaying is idempotent:
 runs are found again by their key (tag ``sweeper.key``) before one is created, metrics carry
