@@ -48,7 +48,7 @@ def test_the_promotion_is_recorded_through_the_sweeps_journal(promoted, smoke_sw
     (which keeps them while MLflow is unreachable), were all sent, and their files then removed."""
     journal = Journal(smoke_sweep.workdir / "ray_results" / smoke_sweep.name / "mlflow")
     promotions = [record for record in journal.records if record["key"].startswith("promotion:")]
-    assert {record["op"] for record in promotions} == {"start", "log", "artifacts", "finish"} and not journal.pending()
+    assert {record["op"] for record in promotions} == {"start", "inputs", "log", "artifacts", "finish"} and not journal.pending()
     (key,) = {record["key"] for record in promotions}
     assert journal.runs[key] == promoted.run.info.run_id
     assert not any((journal.path.parent / "promotions").iterdir()), "sent artifacts are not kept twice"
