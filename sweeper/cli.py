@@ -443,7 +443,7 @@ def _export(args: argparse.Namespace) -> int:
     from sweeper.sweeps import DEFAULT_STORAGE
 
     if (args.sweep is None) == (args.model is None):
-        raise ConfigError("name a sweep or pass --model models:/FAMILY@ALIAS, not both")
+        raise ConfigError("name a sweep or pass --model models:/NAME@ALIAS, not both")
     if args.model:
         if args.storage:
             raise ConfigError("--storage locates a sweep's checkpoints; --model exports come from the MLflow registry (--tracking-uri)")

@@ -112,7 +112,7 @@ def export_registered(model_uri: str, out: Path, tracking_uri: str | None = None
 
     match = MODEL_URI.match(model_uri)
     if not match:
-        raise ConfigError(f"--model {model_uri!r} is not a model URI; write models:/FAMILY@ALIAS or models:/FAMILY/VERSION")
+        raise ConfigError(f"--model {model_uri!r} is not a model URI; write models:/NAME@ALIAS or models:/NAME/VERSION")
     tracking_uri = tracking_uri_or_default(tracking_uri)
     check_reachable(tracking_uri, existing=True)
     client = SweepTracker(tracking_uri, match["name"]).client

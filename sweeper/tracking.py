@@ -18,9 +18,9 @@ import math
 import os
 import subprocess
 import time
-import warnings
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import urlparse
@@ -242,6 +242,9 @@ def split_records(family: str, data: DataSplits, splits: Sequence[str]) -> dict[
     return {split: dataset_record(f"{family}-{split}", getattr(data, split), data.source) for split in splits}
 
 
+VERSIONED = ("torch", "ray", "optuna", "mlflow", "performer-pytorch", "numpy")  # the libraries that shape the results
+
+
 @functools.cache
 def context_tags() -> dict[str, str]:
     """Who ran it, from which code and with which libraries: MLflow's fluent API sets the first
@@ -251,8 +254,6 @@ def context_tags() -> dict[str, str]:
     tags.update(_git_tags(Path(__file__).resolve().parent))
     return tags
 
-
-VERSIONED = ("torch", "ray", "optuna", "mlflow", "performer-pytorch", "numpy")
 
 
 def _version(package: str) -> str:
@@ -277,10 +278,10 @@ def _git_tags(directory: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def system_metrics(run_id: str | None, tracking_uri: str, enabled: bool, resume: bool = False) -> Iterator[None]:
+def system_metrics(run_id: str, tracking_uri: str, enabled: bool, resume: bool = False) -> Iterator[None]:
     """MLflow's system metrics (CPU, memory, disk, network, GPU) of this machine, the driver's,
     logged to ``run_id`` every 10 s while the block runs."""
-    if not enabled or run_id is None:
+    if not enabled:
         yield
         return
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
