@@ -29,7 +29,7 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from sweeper.sweeps import trial_status
-from sweeper.tracking import ARCHITECTURE_TAG, KEY_TAG, NODE_TAG, STATUS_TAG, SWEEP_KEY, TRIAL_TAG, SweepTracker, trial_key
+from sweeper.tracking import ARCHITECTURE_TAG, NODE_TAG, STATUS_TAG, SWEEP_KEY, TRIAL_TAG, SweepTracker, trial_key
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ class SweepLog:
             run_id = self.journal.runs.get(key) or tracker.find_run(self.sweep, key)
             if run_id is None:
                 parent = self.journal.runs[record["parent"]] if record["parent"] else None
-                run_id = tracker.create_run(self.sweep, record["name"], record["kind"], {**record["tags"], KEY_TAG: key}, parent)
+                run_id = tracker.create_run(self.sweep, key, record["name"], record["kind"], record["tags"], parent)
             tracker.log_batch(run_id, params=record["params"])
             return {key: run_id}
         run_id = self.journal.runs[key]

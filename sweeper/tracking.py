@@ -77,18 +77,31 @@ class SweepTracker:
                 self.client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         return self._experiment_id
 
-    def create_run(self, sweep: str, name: str, kind: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
-        tags = {**context_tags(), SWEEP_TAG: sweep, FAMILY_TAG: self.family, KIND_TAG: kind, **tags}
+    def create_run(self, sweep: str, key: str, name: str, kind: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
+        """The run of ``sweep`` for ``key``, new. MLflow's HTTP client sends a request again when
+        its answer is lost (a timeout, a 5xx; POSTs too), so one call may have made two runs: the
+        oldest is kept and the others deleted, so that every key has one run."""
+        tags = {**context_tags(), SWEEP_TAG: sweep, FAMILY_TAG: self.family, KIND_TAG: kind, **tags, KEY_TAG: key}
         if parent_run_id:
             tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-        return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+        created = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+        kept, *duplicates = self._runs(sweep, key) or [created]
+        for duplicate in duplicates:
+            logger.warning("MLflow made run %s twice (a request sent again); deleting the copy %s", kept, duplicate)
+            self.client.delete_run(duplicate)
+        return kept
 
     def find_run(self, sweep: str, key: str) -> str | None:
         """The run of ``sweep`` tagged with ``key``, if one was created already."""
+        return next(iter(self._runs(sweep, key, max_results=1)), None)
+
+    def _runs(self, sweep: str, key: str, max_results: int = 10) -> list[str]:
+        """The runs of ``sweep`` tagged with ``key``, oldest first."""
         runs = self.client.search_runs(
-            [self.experiment_id], f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{KEY_TAG}` = '{key}'", max_results=1
-        )
-        return runs[0].info.run_id if runs else None
+            [self.experiment_id], f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{KEY_TAG}` = '{key}'",
+            max_results=max_results, order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
+        )  # fmt: skip
+        return [run.info.run_id for run in runs]
 
     def log_model(
         self,

@@ -126,7 +126,7 @@ def mlflow_records(url: str) -> str:
     client = MlflowClient(url)
     experiment = client.get_experiment_by_name("localization")
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 3, "the sweep's run and its 2 trials"
+    assert len(runs) == 3, f"the sweep's run and its 2 trials, not {[(run.info.run_name, run.data.tags.get('mlflow.parentRunId')) for run in runs]}"
     return json.dumps([experiment.tags, *(run.to_dictionary() for run in runs)], default=str)
 
 

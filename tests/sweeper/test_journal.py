@@ -6,7 +6,9 @@ import time
 
 import pytest
 from mlflow.exceptions import MlflowException, RestException
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweeper import journal as journal_module
 from sweeper.journal import STATE_FILE, Journal, SweepLog, unreachable
@@ -148,6 +150,26 @@ def test_replaying_the_whole_journal_creates_no_duplicates(store, tmp_path):
     after = runs_of(store)
     assert {k: r.info.run_id for k, r in after.items()} == {k: r.info.run_id for k, r in before.items()}
     assert history(store, after["trial:a"]) == history(store, before["trial:a"])
+
+
+def test_a_run_that_mlflow_made_twice_is_kept_once(store, tmp_path, monkeypatch):
+    """MLflow's HTTP client sends a create-run request again when its answer is lost; the journal
+    keeps the first run of the key and deletes the copy."""
+    log = open_log(store, tmp_path)
+    create = log.tracker.client.create_run
+
+    def create_twice(*args, **kwargs):
+        first = create(*args, **kwargs)
+        create(*args, **kwargs)  # the resent request
+        return first
+
+    monkeypatch.setattr(log.tracker.client, "create_run", create_twice)
+    record_a_sweep(log)
+    runs = MlflowClient(store).search_runs([log.tracker.experiment_id], run_view_type=ViewType.ALL)
+    kept = runs_of(store)
+    assert len(runs) == 6 and set(kept) == {SWEEP_KEY, "trial:a", "trial:b"}, "three kept, three deleted"
+    assert kept["trial:a"].data.tags[MLFLOW_PARENT_RUN_ID] == kept[SWEEP_KEY].info.run_id
+    assert history(store, kept["trial:b"]) == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
 
 
 def test_only_unreachable_stores_are_retried():

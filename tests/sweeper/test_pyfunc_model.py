@@ -34,7 +34,7 @@ def registered(tmp_path_factory):
     previous = mlflow.get_tracking_uri()  # log_model sets MLflow's global tracking URI
     tracker = SweepTracker(f"sqlite:///{work}/mlflow.db", FAMILY.name)
     try:
-        version = tracker.log_model(tracker.create_run("sweep", "promotion", "promotion", {}), FAMILY.name, folder, FAMILY.inputs, example,
+        version = tracker.log_model(tracker.create_run("sweep", "promotion", "promotion", "promotion", {}), FAMILY.name, folder, FAMILY.inputs, example,
                                     FAMILY.outputs, [o.numpy() for o in outputs])  # fmt: skip
         model = mlflow.pyfunc.load_model(f"models:/{FAMILY.name}/{version}")
     finally:
