@@ -32,7 +32,7 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER,
 )  # fmt: skip
 
-from mlflow_server.options import local_artifact_location, redacted
+from mlflow_server.options import TRACKING_URI_ENV, local_artifact_location, redacted
 from trainables.data import DataSplits
 from trainables.errors import UserError
 
@@ -124,8 +124,7 @@ class SweepTracker:
             return Schema([TensorSpec(a.dtype, (-1, *a.shape[1:]), n) for n, a in zip(names, arrays)])
 
         signature = ModelSignature(inputs=specs(inputs, example), outputs=specs(outputs, example_outputs))
-        mlflow.set_tracking_uri(self.tracking_uri)
-        with mlflow.start_run(run_id=run_id), _quiet("mlflow.pyfunc", "mlflow.models.model"):
+        with _fluent_tracking_uri(self.tracking_uri), mlflow.start_run(run_id=run_id), _quiet("mlflow.pyfunc", "mlflow.models.model"):
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(PYFUNC_CODE), artifacts={PYFUNC_FOLDER: str(folder)},
                 signature=signature, input_example=dict(zip(inputs, example)), registered_model_name=name,
@@ -201,6 +200,25 @@ def _quiet(*names: str) -> Iterator[None]:
     finally:
         for log, level in zip(loggers, levels):
             log.setLevel(level)
+
+
+@contextlib.contextmanager
+def _fluent_tracking_uri(tracking_uri: str) -> Iterator[None]:
+    """MLflow's fluent API (``log_model``) writes where its global tracking URI points, and setting
+    that also sets MLFLOW_TRACKING_URI for the whole process, which every later sweep of the process
+    and every child process would then take as its default. Both are put back afterwards."""
+    import mlflow
+
+    was_set, previous, variable = mlflow.is_tracking_uri_set(), mlflow.get_tracking_uri(), os.environ.get(TRACKING_URI_ENV)
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous if was_set else None)
+        if variable is None:
+            os.environ.pop(TRACKING_URI_ENV, None)
+        else:
+            os.environ[TRACKING_URI_ENV] = variable
 
 
 def check_no_password(tracking_uri: str) -> None:

@@ -26,6 +26,8 @@ from typing import Iterator
 
 import psutil
 
+from tests.cli import environment
+
 SERVER_START_TIMEOUT_S = 180.0  # a cold first start on a loaded CI machine; about 10 s usually
 
 
@@ -74,7 +76,7 @@ def start_mlflow_server(workdir: Path, *options: str, port: int | None = None, b
     command = [sys.executable, "-m", "mlflow_server", "--port", str(port), *(["--backend", backend] if backend else []), *options]
     started = time.monotonic()
     with log.open("a") as output:
-        process = subprocess.Popen(command, cwd=workdir, env={**os.environ, **(env or {})}, stdout=output,
+        process = subprocess.Popen(command, cwd=workdir, env=environment(workdir, env), stdout=output,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     server = MlflowServer(process, port, log, 0.0)
     while not _ready(server):

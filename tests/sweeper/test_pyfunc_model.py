@@ -3,6 +3,7 @@ MLflow pyfunc, and answering the JSON that ``mlflow models serve`` takes, withou
 from __future__ import annotations
 
 import json
+import os
 
 import mlflow
 import numpy as np
@@ -31,22 +32,29 @@ def registered(tmp_path_factory):
     example = tuple(data.test[name][:2] for name in FAMILY.inputs)
     with torch.no_grad():
         outputs = forward(sweeper.load(folder), FAMILY, {name: torch.from_numpy(a) for name, a in zip(FAMILY.inputs, example)})
-    previous = mlflow.get_tracking_uri()  # log_model sets MLflow's global tracking URI
     tracker = SweepTracker(f"sqlite:///{work}/mlflow.db", FAMILY.name)
-    try:
-        version = tracker.log_model(tracker.create_run("sweep", "promotion", "promotion", "promotion", {}), FAMILY.name, folder, FAMILY.inputs, example,
-                                    FAMILY.outputs, [o.numpy() for o in outputs])  # fmt: skip
+    environment = os.environ.get("MLFLOW_TRACKING_URI")
+    version = tracker.log_model(tracker.create_run("sweep", "promotion", "promotion", "promotion", {}), FAMILY.name, folder, FAMILY.inputs, example,
+                                FAMILY.outputs, [o.numpy() for o in outputs])  # fmt: skip
+    environment_kept = os.environ.get("MLFLOW_TRACKING_URI") == environment
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", tracker.tracking_uri)
         model = mlflow.pyfunc.load_model(f"models:/{FAMILY.name}/{version}")
-    finally:
-        mlflow.set_tracking_uri(previous)
     rows = {name: data.test[name][:3] for name in FAMILY.inputs}
     with torch.no_grad():
         expected = forward(sweeper.load(folder), FAMILY, {name: torch.from_numpy(a) for name, a in rows.items()})
-    return model, rows, [e.numpy() for e in expected]
+    return model, rows, [e.numpy() for e in expected], environment_kept
+
+
+def test_registering_leaves_mlflow_tracking_uri_as_it_was(registered):
+    """MLflow's set_tracking_uri, which its log_model needs, also sets MLFLOW_TRACKING_URI for the
+    process: every later sweep and child process would take it as its default store."""
+    *_, environment_kept = registered
+    assert environment_kept
 
 
 def test_predict_takes_and_gives_named_arrays(registered):
-    model, rows, expected = registered
+    model, rows, expected, _ = registered
     found = model.predict(rows)
     assert list(found) == list(FAMILY.outputs)
     for name, want in zip(FAMILY.outputs, expected):
@@ -55,7 +63,7 @@ def test_predict_takes_and_gives_named_arrays(registered):
 
 def test_the_scoring_server_answers_the_documented_json(registered):
     """The payload README's Serving section sends with curl: {"inputs": {name: nested lists}}."""
-    model, rows, expected = registered
+    model, rows, expected, _ = registered
     payload = json.dumps({"inputs": {name: array.tolist() for name, array in rows.items()}})
     answer = scoring_server.invocations(payload, "application/json", model, model.metadata.get_input_schema())
     assert answer.status == 200, answer.response
