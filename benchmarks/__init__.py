@@ -6,4 +6,4 @@ Method and latest numbers: BENCHMARKS.md at the repository root.
 """
 from __future__ import annotations
 
-MEASUREMENTS = ("orchestration", "scale", "trainable", "attention", "latency", "learning", "calibration", "search_quality", "synthetic_search", "pareto")
+MEASUREMENTS = ("orchestration", "scale", "trainable", "promotion", "attention", "latency", "learning", "calibration", "search_quality", "synthetic_search", "pareto")

@@ -1,4 +1,4 @@
-"""``python -m benchmarks {all,orchestration,scale,trainable,attention,latency,learning,calibration,search_quality,synthetic_search,pareto} [--quick]``.
+"""``python -m benchmarks {all,orchestration,scale,trainable,promotion,attention,latency,learning,calibration,search_quality,synthetic_search,pareto} [--quick]``.
 
 Writes ``OUT/NAME.json`` and ``OUT/NAME.png`` per measurement (``OUT`` = ./benchmark-results),
 ``OUT/summary.json`` after ``all``, and prints the summary table at the end. ``all`` keeps one

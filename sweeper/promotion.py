@@ -3,8 +3,8 @@ several seeds with the same budget, judge them on the test split, record the ver
 
 Every check that can fail on the user's input (sweep name, seeds, epochs, tracking store, a
 sweep whose trials all diverged) runs before Ray starts. The retraining runs as Ray tasks, so a
-cluster runs the seeds in parallel; latency is measured afterwards in this process, one model
-after the other, so the numbers are comparable.
+cluster runs the seeds in parallel; latency is measured before it in this process, the models
+in turn, so the numbers are comparable and no retraining slows them.
 
 Ctrl-C stops it cleanly: before the promotion run exists nothing is left behind; after, the run
 ends KILLED (tag ``sweeper.status`` = interrupted), and running the command again records a new,
@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import ray
@@ -243,65 +243,113 @@ class _Judged:
 def _judge_in_rounds(plan: _Plan, data: DataSplits, context: Mapping[str, Any],
                      reference_outputs: list[np.ndarray] | None) -> tuple[dict[str, list[RetrainResult]], _Judged]:  # fmt: skip
     """Retrain every model in rounds of seeds as parallel Ray tasks and judge after each round,
-    until the verdict is clear or the seeds run out (one round for a fixed --seeds)."""
+    until the verdict is clear or the seeds run out (one round for a fixed --seeds). The next
+    round's runs are wanted as soon as the current one's, so the slots that a round's last runs
+    leave free start on them; a clear verdict cancels them."""
     resources = {"num_cpus": plan.cpus, "num_gpus": plan.gpus}
     data_ref = ray.put(data)  # once, shared by every task on every node
     probe = ray.remote(**resources)(_probe_task).remote(
         plan.models[CANDIDATE], data_ref, context, plan.settings, plan.policy.probe_batch_sizes, plan.policy.probe_steps, plan.cpus
     )
-    runs: dict[str, list[RetrainResult]] = {name: [] for name in plan.models}
-    measured: dict[str, dict[str, float]] = {}
+    # Measured before the retraining starts, beside only the probe: retraining runs on the same cores would slow them.
+    latency, memory = _latencies(plan, data, context), _peak_memory(plan, context)
+    retraining = _Retraining(plan, data_ref, context, sorted(plan.models, key=latency.__getitem__, reverse=True))
+    retraining.submit(plan.looks[0][0])
     looks: list[tuple[int, float]] = []
-    for seeds, confidence, last in plan.looks:
-        _retrain_round(plan, data_ref, context, runs, seeds)
+    for position, (seeds, confidence, last) in enumerate(plan.looks):
+        if not last:
+            retraining.submit(plan.looks[position + 1][0])
+        runs = retraining.wait_for(seeds)
         weights = {name: next((r.state for r in results if r.state is not None), None) for name, results in runs.items()}
-        if not measured:
-            measured = {"latency": _latencies(plan, data, context, weights), "memory": _peak_memory(plan, context)}
         policy = replace(plan.policy, confidence=confidence)
-        evidence = tuple(_evidence(plan, name, runs[name], measured["latency"].get(name, float("nan")), measured["memory"].get(name))
-                         for name in plan.models)  # fmt: skip
+        evidence = tuple(_evidence(plan, name, runs[name], latency[name], memory.get(name)) for name in plan.models)
         gains = _gains(plan, policy, runs, data, reference_outputs)
         reference_gain = gains.pop(REFERENCE, None)
         verdict = decide(evidence[0], evidence[1:], gains, ray.get(probe), policy, reference_gain)
         looks.append((seeds, confidence))
         logger.info("look %d at %d seeds per model (one-sided confidence %.4g): %s", len(looks), seeds, confidence, verdict.decision)
         if last or should_stop(verdict, policy):
+            retraining.cancel()
             return runs, _Judged(evidence, verdict, weights, looks)
     raise AssertionError("the looks of a promotion always end with a last one")
 
 
-def _retrain_round(plan: _Plan, data_ref: ray.ObjectRef, context: Mapping[str, Any], runs: dict[str, list[RetrainResult]], seeds: int) -> None:
-    """Add runs until every model has ``seeds`` of them, logging each as it finishes with the time left.
+class _Retraining:
+    """A promotion's retraining runs as Ray tasks: wanted up to a number of seeds per model,
+    started in order as slots free up, gathered as they finish, cancelled when no look needs them.
 
     Each model has seeds of its own, so two models with the same config are two independent
-    samples (an A/A comparison sees training noise, not the same run twice)."""
-    retrain = ray.remote(num_cpus=plan.cpus, num_gpus=plan.gpus)(_retrain_task)
-    pending = {
-        retrain.remote(config, data_ref, context, plan.settings, plan.record.seed + 1000 * (position + 1) + index, plan.cpus): name
-        for position, (name, config) in enumerate(plan.models.items())
-        for index in range(len(runs[name]), seeds)
-    }  # fmt: skip
-    total, start = len(pending), time.perf_counter()
-    logger.info("retraining %d models up to %d seeds each: %d runs of %d epochs", len(runs), seeds, total, plan.settings.epochs)
-    while pending:
-        (done,), _ = ray.wait(list(pending))
-        name, result = pending.pop(done), ray.get(done)
-        runs[name].append(result)
-        finished, elapsed = total - len(pending), time.perf_counter() - start
-        value = result.test.get(plan.policy.metric, float("nan"))
+    samples (an A/A comparison sees training noise, not the same run twice). Within a round the
+    slowest model's runs start first, so that the round ends on short runs (longest processing
+    time first, by batch-1 latency as the measure of a model's cost). Runs go to Ray only as slots
+    free up: Ray promises no order among queued tasks, and a run no look needs is never started."""
+
+    def __init__(self, plan: _Plan, data_ref: ray.ObjectRef, context: Mapping[str, Any], slowest_first: Sequence[str],
+                 retrain: Callable[..., RetrainResult] = _retrain_task) -> None:  # fmt: skip
+        self.plan, self.data_ref, self.context, self.order = plan, data_ref, context, list(slowest_first)
+        self.task = ray.remote(num_cpus=plan.cpus, num_gpus=plan.gpus)(retrain)
+        self.waiting: list[tuple[str, int]] = []  # (model, seed index) in the order they start
+        self.running: dict[ray.ObjectRef, tuple[str, int]] = {}
+        self.finished: dict[str, dict[int, RetrainResult]] = {name: {} for name in plan.models}
+        self.wanted = 0  # seeds per model
+        self.started = time.perf_counter()
+
+    def submit(self, seeds: int) -> None:
+        """Want runs until every model has ``seeds`` of them; they start after those wanted before."""
+        self.waiting += [(name, index) for name in self.order for index in range(self.wanted, seeds)]
+        self.wanted = max(self.wanted, seeds)
+        logger.info("retraining %d models up to %d seeds each: %d runs of %d epochs to go",
+                    len(self.order), seeds, len(self.waiting) + len(self.running), self.plan.settings.epochs)  # fmt: skip
+        self._start()
+
+    def wait_for(self, seeds: int) -> dict[str, list[RetrainResult]]:
+        """Each model's first ``seeds`` runs, in seed order, once they have finished."""
+        while any(index not in runs for runs in self.finished.values() for index in range(seeds)):
+            (done,), _ = ray.wait(list(self.running))
+            name, index = self.running.pop(done)
+            self.finished[name][index] = result = ray.get(done)
+            self._start()
+            self._report(name, result)
+        return {name: [runs[index] for index in range(seeds)] for name, runs in self.finished.items()}
+
+    def cancel(self) -> None:
+        """Stop the runs no look needs: forget those not started, kill those running."""
+        self.waiting.clear()
+        for ref in self.running:
+            ray.cancel(ref, force=True)
+        self.running.clear()
+
+    def _start(self) -> None:
+        positions = {name: position for position, name in enumerate(self.plan.models)}
+        while self.waiting and len(self.running) < self._slots():
+            name, index = self.waiting.pop(0)
+            seed = self.plan.record.seed + 1000 * (positions[name] + 1) + index
+            ref = self.task.remote(self.plan.models[name], self.data_ref, self.context, self.plan.settings, seed, self.plan.cpus)
+            self.running[ref] = (name, index)
+
+    def _slots(self) -> int:
+        """How many runs the cluster holds at once now (it may have grown)."""
+        resources = ray.cluster_resources()
+        fits = [resources.get(kind, 0.0) // need for kind, need in (("CPU", self.plan.cpus), ("GPU", self.plan.gpus)) if need]
+        return max(1, int(min(fits, default=1)))
+
+    def _report(self, name: str, result: RetrainResult) -> None:
+        finished = sum(len(runs) for runs in self.finished.values())
+        left_runs = len(self.waiting) + len(self.running)
+        elapsed = time.perf_counter() - self.started
+        value = result.test.get(self.plan.policy.metric, float("nan"))
         # Models differ in cost (a baseline may take ten times a candidate's time): a guess from the
-        # runs so far means something only once every model still running has finished one.
-        unseen = {other for other in pending.values() if not runs[other]}
-        left = f"about {elapsed / finished * len(pending):.0f} s left" if not unseen else f"time left known after a first {', '.join(sorted(unseen))} run"
+        # runs so far means something only once every model still to run has finished one.
+        unseen = {other for other, _ in [*self.waiting, *self.running.values()] if not self.finished[other]}
+        left = f"about {elapsed / finished * left_runs:.0f} s left" if not unseen else f"time left known after a first {', '.join(sorted(unseen))} run"
         logger.info("  %d/%d %s seed %d: test %s %.4g; %.0f s so far, %s",
-                    finished, total, name, result.seed, plan.policy.metric, value, elapsed, left)  # fmt: skip
-    for results in runs.values():
-        results.sort(key=lambda result: result.seed)
+                    finished, finished + left_runs, name, result.seed, self.plan.policy.metric, value, elapsed, left)  # fmt: skip
 
 
-def _latencies(plan: _Plan, data: DataSplits, context, weights: Mapping[str, Any]) -> dict[str, float]:
-    """p95 batch-1 latency of each model that finished a run, with the threads a trial gets."""
-    models = {name: instantiate(plan.family.name, plan.models[name], context, w) for name, w in weights.items() if w is not None}
+def _latencies(plan: _Plan, data: DataSplits, context: Mapping[str, Any]) -> dict[str, float]:
+    """p95 batch-1 latency of each model, with the threads a trial gets. The models are freshly
+    initialised: a forward pass costs the same whatever the weights (no model branches on them)."""
+    models = {name: build_model(plan.family, config, context).eval() for name, config in plan.models.items()}
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(plan.cpus)))
     try:

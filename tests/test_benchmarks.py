@@ -23,6 +23,7 @@ ROW_KEYS = {"quantity", "value", "target", "met"}
 RESULT_KEYS = {
     "orchestration": {"ray_start_s", "slots", "per_repeat", "spread", "mlflow_trial_runs", "anchors"},
     "scale": {"runs", "profile", "driver_max_rss_mb", "anchor"},
+    "promotion": {"slots", "repeats", "efficiency"},
     "trainable": {"samples_per_s", "overhead", "latency_probe_s", "checkpoint_save_s"},
     "attention": {"memory_cap_mb", "memory", "timing", "crossover", "performer_error"},
     "latency": {"cases", "formats"},
