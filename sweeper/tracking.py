@@ -62,6 +62,7 @@ class SweepTracker:
         self.client = MlflowClient(tracking_uri)
         self.family = family
         self._experiment_id: str | None = None
+        self._over_http = urlparse(tracking_uri).scheme in ("http", "https")  # MLflow's HTTP client resends requests
 
     @property
     def experiment_id(self) -> str:
@@ -79,12 +80,14 @@ class SweepTracker:
 
     def create_run(self, sweep: str, key: str, name: str, kind: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
         """The run of ``sweep`` for ``key``, new. MLflow's HTTP client sends a request again when
-        its answer is lost (a timeout, a 5xx; POSTs too), so one call may have made two runs: the
-        oldest is kept and the others deleted, so that every key has one run."""
+        its answer is lost (a timeout, a 5xx; POSTs too), so over HTTP one call may have made two
+        runs: the oldest is kept and the others deleted, so that every key has one run."""
         tags = {**context_tags(), SWEEP_TAG: sweep, FAMILY_TAG: self.family, KIND_TAG: kind, **tags, KEY_TAG: key}
         if parent_run_id:
             tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         created = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+        if not self._over_http:  # a database store commits once or not at all
+            return created
         kept, *duplicates = self._runs(sweep, key) or [created]
         for duplicate in duplicates:
             logger.warning("MLflow made run %s twice (a request sent again); deleting the copy %s", kept, duplicate)

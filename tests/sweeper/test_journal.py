@@ -164,6 +164,7 @@ def test_a_run_that_mlflow_made_twice_is_kept_once(store, tmp_path, monkeypatch)
         return first
 
     monkeypatch.setattr(log.tracker.client, "create_run", create_twice)
+    monkeypatch.setattr(log.tracker, "_over_http", True)  # only HTTP resends; the store here is SQLite
     record_a_sweep(log)
     runs = MlflowClient(store).search_runs([log.tracker.experiment_id], run_view_type=ViewType.ALL)
     kept = runs_of(store)
