@@ -8,6 +8,7 @@ person at the terminal acts on: how far the sweep is, the best trial so far, how
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from typing import Any, Mapping, Sequence
 
@@ -86,6 +87,9 @@ def _clock(seconds: float) -> str:
 
 
 def _fit(line: str) -> str:
-    """One terminal line: the config's tail gives way first (the full config is in MLflow)."""
+    """One terminal line: the config's tail gives way first (the full config is in MLflow). Output
+    to a file or a pipe (a log, a CI job) keeps whole lines."""
+    if not sys.stdout.isatty():
+        return line
     width = shutil.get_terminal_size((160, 24)).columns
     return line if len(line) <= width else line[: width - 3] + "..."

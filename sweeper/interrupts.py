@@ -1,4 +1,5 @@
-"""Ctrl-C held back while work that must not be cut in half runs (Ray starting, an MLflow write, torch.export)."""
+"""Ctrl-C held back while work that must not be cut in half runs (Ray starting, an MLflow write,
+torch.export), and the handlers Ray Tune leaves behind put back."""
 from __future__ import annotations
 
 import contextlib
@@ -26,3 +27,19 @@ def ctrl_c_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
         if received:  # also when the block failed: the Ctrl-C wins over its error, which would hide it
             raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def signal_handlers_restored(*signals: int) -> Iterator[None]:
+    """The handlers of ``signals`` as they were before the block. Ray Tune's fit() installs its own
+    Ctrl-C handler and leaves it behind: after a sweep run from Python (a notebook), the next
+    Ctrl-C would only end a sweep that has already ended."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.getsignal(number) for number in signals}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from sweeper import strategies
 from sweeper.console import SweepConsole
 from sweeper.cluster import check_fits, cluster_nodes, concurrent_slots, local_resources, physical_memory, ray_address, start_ray
 from sweeper.decision import relative_gain
+from sweeper.interrupts import signal_handlers_restored
 from sweeper.journal import SweepLog, TrialLogger, open_sweep_log
 from sweeper.objectives import FRONT_TAG, Front, Objective, resolve_objectives, sweep_front
 from sweeper.strategies import SAMPLERS, SCHEDULERS, Budget
@@ -276,7 +278,8 @@ def _fit(tuner: tune.Tuner, family: Family, space: SearchSpace, record: SweepRec
          reference: Mapping[str, float], address: str | None) -> SweepResult:  # fmt: skip
     """Run the sweep to its end, or raise SweepInterrupted after Ctrl-C, with its MLflow runs KILLED."""
     try:
-        tuner.fit()  # the first Ctrl-C makes Ray Tune save its state and return early, without an error
+        with signal_handlers_restored(signal.SIGINT, signal.SIGUSR1):
+            tuner.fit()  # the first Ctrl-C makes Ray Tune save its state and return early, without an error
         trials = read_trials(record, family.validation_metric, family.mode)
     except KeyboardInterrupt:  # a second Ctrl-C skips that save; resume starts from the one before
         trials = read_trials(record, family.validation_metric, family.mode)

@@ -312,11 +312,16 @@ class _Retraining:
             self._report(name, result)
         return {name: [runs[index] for index in range(seeds)] for name, runs in self.finished.items()}
 
-    def cancel(self) -> None:
-        """Stop the runs no look needs: forget those not started, kill those running."""
+    def cancel(self, patience_s: float = 30.0) -> None:
+        """Stop the runs no look needs: forget those not started, kill those running. Ray's cancel
+        misses a task still being handed to its worker, so it is repeated until each has ended (a
+        run that outlasts ``patience_s`` ends with Ray, or with this driver on a cluster)."""
         self.waiting.clear()
-        for ref in self.running:
-            ray.cancel(ref, force=True)
+        refs, deadline = list(self.running), time.monotonic() + patience_s
+        while refs and time.monotonic() < deadline:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            _, refs = ray.wait(refs, num_returns=len(refs), timeout=1.0)
         self.running.clear()
 
     def _start(self) -> None:

@@ -1,6 +1,7 @@
 """The sweep's console lines, from Ray trials as the reporter sees them."""
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 
 from sweeper.console import SweepConsole
@@ -29,3 +30,15 @@ def test_each_trial_gets_one_line_when_it_ends_and_the_status_names_the_best(cap
     assert lines[3].endswith("5 trials: 1 running, 1 pending, 3 ended | best val_loss 0.25: trial b, heimdall_net_pro")
     assert len(lines) == 5 and lines[4].split("] ")[1] == lines[3].split("] ")[1], "done: the status once more, no trial twice"
     assert not console.should_report(running), "nothing new and the status is not due"
+
+
+def test_lines_are_cut_to_a_terminal_and_kept_whole_in_a_file(capsys, monkeypatch):
+    console = SweepConsole("val_loss", "min", epochs=4, every_s=3600)
+    ended = [trial("a", "TERMINATED", 4, 0.5)]
+    console.report(ended, False)
+    whole = capsys.readouterr().out.splitlines()[0]
+    monkeypatch.setenv("COLUMNS", "40")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    SweepConsole("val_loss", "min", epochs=4, every_s=3600).report(ended, False)
+    cut = capsys.readouterr().out.splitlines()[0]
+    assert len(whole) > 40 and whole.endswith("heads 4") and cut == whole[:37] + "..."

@@ -2,6 +2,8 @@
 API in one Ray session."""
 from __future__ import annotations
 
+import signal
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -15,8 +17,10 @@ TRIALS = 3
 
 @pytest.mark.parametrize("family", [name for name in family_names() if name != "localization"])
 def test_smoke_sweep_logs_every_trial(ray_session, tmp_path, family):
+    ctrl_c = signal.getsignal(signal.SIGINT)
     sweeper.launch(family, preset="smoke", trials=TRIALS, name="smoke", storage=str(tmp_path / "ray_results"),
                    tracking_uri=default_tracking_uri(tmp_path))  # fmt: skip
+    assert signal.getsignal(signal.SIGINT) is ctrl_c, "Ray Tune's Ctrl-C handler is not left behind in the caller's process"
     client = MlflowClient(default_tracking_uri(tmp_path))
     experiment = client.get_experiment_by_name(family)
     runs = client.search_runs([experiment.experiment_id], "tags.`sweeper.sweep` = 'smoke'")
