@@ -258,7 +258,7 @@ def _judge_in_rounds(plan: _Plan, data: DataSplits, context: Mapping[str, Any],
     looks: list[tuple[int, float]] = []
     for position, (seeds, confidence, last) in enumerate(plan.looks):
         if not last:
-            retraining.submit(plan.looks[position + 1][0])
+            retraining.submit(plan.looks[position + 1][0], ahead=True)
         runs = retraining.wait_for(seeds)
         weights = {name: next((r.state for r in results if r.state is not None), None) for name, results in runs.items()}
         policy = replace(plan.policy, confidence=confidence)
@@ -294,12 +294,14 @@ class _Retraining:
         self.wanted = 0  # seeds per model
         self.started = time.perf_counter()
 
-    def submit(self, seeds: int) -> None:
-        """Want runs until every model has ``seeds`` of them; they start after those wanted before."""
+    def submit(self, seeds: int, ahead: bool = False) -> None:
+        """Want runs until every model has ``seeds`` of them; they start after those wanted before.
+        ``ahead``: for the next look, which the current one may make unnecessary."""
         self.waiting += [(name, index) for name in self.order for index in range(self.wanted, seeds)]
         self.wanted = max(self.wanted, seeds)
-        logger.info("retraining %d models up to %d seeds each: %d runs of %d epochs to go",
-                    len(self.order), seeds, len(self.waiting) + len(self.running), self.plan.settings.epochs)  # fmt: skip
+        why = " for the next look (cancelled if this one decides)" if ahead else ""
+        logger.info("retraining %d models up to %d seeds each%s: %d runs of %d epochs to go",
+                    len(self.order), seeds, why, len(self.waiting) + len(self.running), self.plan.settings.epochs)  # fmt: skip
         self._start()
 
     def wait_for(self, seeds: int) -> dict[str, list[RetrainResult]]:
