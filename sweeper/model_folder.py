@@ -39,6 +39,7 @@ from torch import nn
 
 from sweeper import __version__
 from sweeper.interrupts import ctrl_c_deferred
+from sweeper.quiet import quiet
 from trainables.errors import UserError
 from trainables.families import get_family
 from trainables.train_loop import build_model, load_weights_only
@@ -144,7 +145,8 @@ def _traced(network: nn.Module, context: Mapping[str, Any]) -> torch.export.Expo
     try:
         # torch.export turns a Ctrl-C inside its tracing into an error of its own, which would read
         # as "cannot trace" and let the export go on: hold the Ctrl-C until the call returns.
-        with ctrl_c_deferred(), contextlib.redirect_stderr(io.StringIO()):  # a failed trace prints its whole graph
+        # A failed trace prints its whole graph, and torch's shape solver logs warnings about it
+        with ctrl_c_deferred(), quiet("torch.fx.experimental.symbolic_shapes", stderr=True):
             return torch.export.export(network, example, dynamic_shapes=dynamic)
     except Exception as error:  # noqa: BLE001 - tracing fails in many ways; the folder is complete without it
         logger.info("no %s or %s: torch.export cannot trace this model (%s)", PROGRAM, ONNX, type(error).__name__)

@@ -33,6 +33,7 @@ from mlflow.utils.mlflow_tags import (
 )  # fmt: skip
 
 from mlflow_server.options import TRACKING_URI_ENV, local_artifact_location, redacted
+from sweeper.quiet import quiet
 from trainables.data import DataSplits
 from trainables.errors import UserError
 
@@ -127,7 +128,8 @@ class SweepTracker:
             return Schema([TensorSpec(a.dtype, (-1, *a.shape[1:]), n) for n, a in zip(names, arrays)])
 
         signature = ModelSignature(inputs=specs(inputs, example), outputs=specs(outputs, example_outputs))
-        with _fluent_tracking_uri(self.tracking_uri), mlflow.start_run(run_id=run_id), _quiet("mlflow.pyfunc", "mlflow.models.model"):
+        # MLflow prints its registration and an artifacts progress bar to stderr, and logs warnings about the environment
+        with _fluent_tracking_uri(self.tracking_uri), mlflow.start_run(run_id=run_id), quiet("mlflow.pyfunc", "mlflow.models.model", stderr=True):
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(PYFUNC_CODE), artifacts={PYFUNC_FOLDER: str(folder)},
                 signature=signature, input_example=dict(zip(inputs, example)), registered_model_name=name,
@@ -190,19 +192,6 @@ class SweepTracker:
                 params=param_entities[start : start + 100],
                 tags=tag_entities[start : start + 100],
             )
-
-
-@contextlib.contextmanager
-def _quiet(*names: str) -> Iterator[None]:
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [log.level for log in loggers]
-    for log in loggers:
-        log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for log, level in zip(loggers, levels):
-            log.setLevel(level)
 
 
 @contextlib.contextmanager
