@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Mapping
 
 
-# Defaults users set for their own work: a test that wants one passes it in ``env``.
-NOT_INHERITED = ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")
+# Defaults users set for their own work, and the token a local Ray started in the test process
+# leaves in its environment (sweeper.cluster.use_session_token): a test that wants one passes it in ``env``.
+NOT_INHERITED = ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
 
 
 def environment(workdir: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:

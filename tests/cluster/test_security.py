@@ -2,19 +2,18 @@
 token is what protects them. A driver without the cluster's token is refused; with it, it joins."""
 from __future__ import annotations
 
-import os
 import secrets
 
 import pytest
 
-from tests.cli import start_sweeper
+from tests.cli import environment, start_sweeper
 from tests.servers import kill_tree, listening_sockets, ray_drivers_connect
 
 pytestmark = pytest.mark.slow
 
 
 def test_only_a_driver_with_the_clusters_token_connects(cluster, tmp_path):
-    assert not any(key.startswith("RAY_AUTH") for key in os.environ), "the sweeper below must start without the token"
+    assert not any(key.startswith("RAY_AUTH") for key in environment(tmp_path)), "the sweeper below must start without the token"
     home = tmp_path / "home"
     (home / ".ray").mkdir(parents=True)
     (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))  # a token of another cluster
