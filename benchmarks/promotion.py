@@ -12,12 +12,14 @@ apart). The same target as the sweep's orchestration: at least 90 %.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from unittest import mock
 
 import ray
 
@@ -75,7 +77,7 @@ def promote_once(sweep: Sweep, settings: Settings, slots: int) -> dict[str, Any]
     # Timeline events exist for finished tasks: a next round's run cancelled by a clear verdict has
     # none, but one that finished before the verdict counts although no look used it (see "spare").
     worker_s = sum(end - start for _, start, end in tasks)
-    used = outcome.looks[-1][0] * (len(outcome.evidence))
+    used = outcome.looks[-1][0] * len(outcome.evidence)
     relative = [(name, start - started, end - started) for name, start, end in stages]
     result = {
         "wall_s": outcome.seconds, "judge_wall_s": judge_wall, "worker_s": worker_s, "ideal_s": worker_s / slots,
@@ -91,9 +93,9 @@ def promote_once(sweep: Sweep, settings: Settings, slots: int) -> dict[str, Any]
 @contextlib.contextmanager
 def timed(module: Any, names: tuple[str, ...], spans: list[tuple[str, float, float]]) -> Iterator[None]:
     """Wrap ``module``'s functions ``names`` for the block, appending (name, start, end) per call."""
-    originals = {name: getattr(module, name) for name in names}
 
     def wrap(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
         def timed_call(*args: Any, **kwargs: Any) -> Any:
             start = time.time()
             try:
@@ -103,13 +105,10 @@ def timed(module: Any, names: tuple[str, ...], spans: list[tuple[str, float, flo
 
         return timed_call
 
-    for name, function in originals.items():
-        setattr(module, name, wrap(name, function))
-    try:
+    with contextlib.ExitStack() as patches:
+        for name in names:
+            patches.enter_context(mock.patch.object(module, name, wrap(name, getattr(module, name))))
         yield
-    finally:
-        for name, function in originals.items():
-            setattr(module, name, function)
 
 
 def task_spans(since: float) -> list[tuple[str, float, float]]:

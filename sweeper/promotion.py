@@ -291,6 +291,7 @@ class _Retraining:
         self.waiting: list[tuple[str, int]] = []  # (model, seed index) in the order they start
         self.running: dict[ray.ObjectRef, tuple[str, int]] = {}
         self.finished: dict[str, dict[int, RetrainResult]] = {name: {} for name in plan.models}
+        self.positions = {name: position for position, name in enumerate(plan.models)}  # a model's seeds follow its place
         self.wanted = 0  # seeds per model
         self.started = time.perf_counter()
 
@@ -327,10 +328,10 @@ class _Retraining:
         self.running.clear()
 
     def _start(self) -> None:
-        positions = {name: position for position, name in enumerate(self.plan.models)}
-        while self.waiting and len(self.running) < self._slots():
+        slots = self._slots()
+        while self.waiting and len(self.running) < slots:
             name, index = self.waiting.pop(0)
-            seed = self.plan.record.seed + 1000 * (positions[name] + 1) + index
+            seed = self.plan.record.seed + 1000 * (self.positions[name] + 1) + index
             ref = self.task.remote(self.plan.models[name], self.data_ref, self.context, self.plan.settings, seed, self.plan.cpus)
             self.running[ref] = (name, index)
 
