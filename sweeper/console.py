@@ -26,7 +26,7 @@ class SweepConsole(ProgressReporter):
     def __init__(self, metric: str, mode: str, epochs: int, every_s: float = STATUS_EVERY_S) -> None:
         self.metric, self.mode, self.epochs, self.every_s = metric, mode, epochs, every_s
         self._started = time.time()
-        self._last_status = 0.0
+        self._last_status = float("-inf")  # the first report shows the status, whatever the monotonic clock's origin
         self._ended: set[str] = set()  # trials whose line is printed
         self._total: int | None = None
 
