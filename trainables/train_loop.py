@@ -28,7 +28,7 @@ from torch import nn
 from trainables.data import DataSplits
 from trainables.data.tables import Arrays
 from trainables.errors import UserError
-from trainables.families import Family, built_in_family_names, get_family
+from trainables.families import Family, get_family
 from trainables.models import create_model
 
 logger = logging.getLogger(__name__)
@@ -305,8 +305,10 @@ def iterate_batches(
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Batches of tensors; shuffled when ``seed`` is given, in order otherwise.
 
-    Each batch is gathered into buffers reused from batch to batch, so a batch is valid until
-    the next one is drawn. A fresh copy per batch cost the memory allocator page faults worth
+    Shuffled batches are gathered into buffers reused from batch to batch, so a batch is valid
+    until the next one is drawn; in order, a batch is a view of the arrays, copied only to another
+    device. Either way models must not change their inputs in place (the arrays may be Ray's
+    shared object store). A fresh copy per batch cost the memory allocator page faults worth
     several per cent of a small model's epoch (BENCHMARKS.md, trainable overhead).
     """
     with warnings.catch_warnings():
@@ -314,17 +316,17 @@ def iterate_batches(
         columns = {name: torch.from_numpy(np.asarray(array)) for name, array in arrays.items()}
     rows = len(next(iter(columns.values())))
     order = torch.from_numpy(np.random.default_rng(seed).permutation(rows)) if seed is not None else None
+    if order is None:
+        for start in range(0, rows, batch_size):
+            yield {name: column[start : start + batch_size].to(device, non_blocking=True) for name, column in columns.items()}
+        return
     buffers = {name: torch.empty((min(batch_size, rows), *column.shape[1:]), dtype=column.dtype) for name, column in columns.items()}
     for start in range(0, rows, batch_size):
         size = min(batch_size, rows - start)
         batch = {}
         for name, column in columns.items():
-            buffer = buffers[name][:size]
-            if order is None:
-                buffer.copy_(column[start : start + size])
-            else:
-                torch.index_select(column, 0, order[start : start + size], out=buffer)
-            batch[name] = buffer.to(device, non_blocking=True)
+            torch.index_select(column, 0, order[start : start + size], out=buffers[name][:size])
+            batch[name] = buffers[name][:size].to(device, non_blocking=True)
         yield batch
 
 
@@ -408,15 +410,6 @@ def batch1_latencies(
         name: {"latency_ms_p50": float(np.percentile(values, 50)), "latency_ms_p95": float(np.percentile(values, 95))}
         for name, values in timings.items()
     }
-
-
-def warm_worker() -> None:
-    """Ray's ``worker_process_setup_hook``: Ray starts idle workers as the driver connects, and a
-    trial's worker would otherwise import torch, the models and every family when its first trial
-    starts (2.4 s per slot in BENCHMARKS.md's orchestration run); here that overlaps with the
-    driver's own set-up. Built-in families only: a broken plugin must not fail every worker."""
-    for name in built_in_family_names():
-        get_family(name)
 
 
 def tune_trainable(config: dict[str, Any], *, data: DataSplits, context: dict[str, Any], settings: TrainSettings) -> None:
