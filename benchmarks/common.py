@@ -91,7 +91,7 @@ def time_within(
 
 
 @contextlib.contextmanager
-def ray_session(num_cpus: int | None = None, warm_workers: bool = True) -> Iterator[None]:
+def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     """Local Ray for one measurement, or the session ``python -m benchmarks all`` keeps up for all
     of them: each start and shutdown costs seconds that no measurement is about. ``num_cpus``
     (default: the machine's) declares virtual CPUs."""
@@ -99,7 +99,7 @@ def ray_session(num_cpus: int | None = None, warm_workers: bool = True) -> Itera
 
     from sweeper.cluster import start_ray
 
-    started = start_ray(None, num_cpus=num_cpus, warm_workers=warm_workers)
+    started = start_ray(None, num_cpus=num_cpus)
     try:
         yield
     finally:

@@ -87,7 +87,7 @@ SIZES = {
 def measure(size: str, out: Path) -> Outcome:
     settings = SIZES[size]
     most = max(settings.slots)
-    with ray_session(num_cpus=most, warm_workers=False), tempfile.TemporaryDirectory(prefix="benchmark-scale-") as storage:
+    with ray_session(num_cpus=most), tempfile.TemporaryDirectory(prefix="benchmark-scale-") as storage:
         if ray.cluster_resources().get("CPU", 0) < most:
             raise RuntimeError(f"the scale benchmark needs Ray with {most} (virtual) CPUs; stop the running Ray first")
         runs = {slots: sweep(settings, slots, Path(storage) / f"slots-{slots}") for slots in settings.slots}

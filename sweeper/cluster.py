@@ -18,24 +18,21 @@ logger = logging.getLogger(__name__)
 AUTH_MODE_ENV, AUTH_TOKEN_ENV, ADDRESS_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"
 
 
-# Runs in every worker process as it starts (imports torch and the families ahead of the first trial).
-WORKER_SETUP_HOOK = "trainables.train_loop.warm_worker"
-
-
-def start_ray(address: str | None, plugins: Sequence[str] = (), num_cpus: int | None = None, warm_workers: bool = True) -> bool:
+def start_ray(address: str | None, plugins: Sequence[str] = (), num_cpus: int | None = None) -> bool:
     """Connect to ``address`` or start local Ray; False if Ray was already running in this process.
     The ``--plugin`` modules' packages are copied to every worker (Ray's runtime environment), so
     code that is installed nowhere runs on a cluster's other machines too. Local Ray declares
     ``num_cpus`` CPUs (default: this machine's; more makes virtual slots, as Ray's scalability
-    tests do). ``warm_workers``: workers import torch and the families as they start (for trials
-    that are not this package's, e.g. a benchmark's, they need not). A Ctrl-C while Ray starts
-    waits until it is up, then shuts it down and raises KeyboardInterrupt."""
+    tests do). A Ctrl-C while Ray starts waits until it is up, then shuts it down and raises
+    KeyboardInterrupt.
+
+    No worker set-up hook warms the trials' workers: Ray Tune gives its trial actors a runtime
+    environment of their own, so Ray starts a new process for each slot's actor as fit() asks for
+    it and never hands it a worker started earlier (BENCHMARKS.md, orchestration)."""
     if ray.is_initialized():
         return False
     address = ray_address(address)
-    runtime_env: dict[str, Any] = {"worker_process_setup_hook": WORKER_SETUP_HOOK} if warm_workers else {}
-    if plugins:
-        runtime_env["py_modules"] = shipped_modules(plugins)
+    runtime_env = {"py_modules": shipped_modules(plugins)} if plugins else {}
     try:
         with ctrl_c_deferred():
             if address is None:
