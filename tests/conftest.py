@@ -52,3 +52,20 @@ def activity_installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(work / "site"), str(work / "source")]
     subprocess.run(command, check=True, capture_output=True)
     return work / "site"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files of slow tests first, those with the fewest tests first among them; then the rest in
+    their order. pytest-xdist hands out whole files in this order (pyproject: --dist loadfile
+    --no-loadscope-reorder): a file holding one long test (the benchmarks' smoke test, two
+    minutes) would otherwise come last and run alone while the other process idles."""
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+
+    def rank(position: int, tests: list[pytest.Item]) -> tuple[int, int]:
+        slow = any(test.get_closest_marker("slow") for test in tests)
+        return (0, len(tests)) if slow else (1, position)
+
+    ordered = sorted(enumerate(files.values()), key=lambda pair: rank(*pair))
+    items[:] = [item for _, tests in ordered for item in tests]
