@@ -19,6 +19,7 @@ import pyarrow.parquet
 import ray
 from ray import tune
 from ray.tune import ExperimentAnalysis, ProgressReporter
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
@@ -369,6 +370,12 @@ def build_tuner(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Ray's newer console ignores progress reporters; RAY_AIR_NEW_OUTPUT=1 brings its tables back.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ray adds a TensorBoard logger that fsyncs its event file after every result, on Tune's loop
+    # (24 ms a result, BENCHMARKS.md section 8). Every metric is in MLflow; Ray's own result files,
+    # which its analysis and `resume` read, are still written. TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0
+    # brings TensorBoard's files back.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    callbacks = [*callbacks, CSVLoggerCallback(), JsonLoggerCallback()]
     return tune.Tuner(
         trainable,
         param_space=param_space,
