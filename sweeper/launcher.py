@@ -255,6 +255,7 @@ def resume(record: SweepRecord, family: Family, address: str | None = None) -> S
         filesystem, path = pyarrow.fs.FileSystem.from_uri(record.path)
         saved_trials = ExperimentAnalysis(path, storage_filesystem=filesystem).trials
         _forget_lost_trials(log, {trial.trial_id for trial in saved_trials})
+        tune_environment()
         tuner = tune.Tuner.restore(path, trainable=trainable(record, family, data), resume_errored=True, storage_filesystem=filesystem)
         # Ray continues every trial that did not terminate (errored ones too: resume_errored).
         _mark_runs(log, [trial.trial_id for trial in saved_trials if trial.status != "TERMINATED"], "running", "RUNNING")
@@ -335,6 +336,22 @@ def _tuner(plan: SweepPlan, data: DataSplits, record: SweepRecord) -> tune.Tuner
     )
 
 
+def tune_environment() -> None:
+    """Ray Tune's settings for a sweep, read from the environment when fit() runs: set before a
+    launch and before a resume (a restored Tuner is not built here). A user's own values win."""
+    # With num_to_keep, Ray saves the experiment state whenever a trial has checkpointed that many
+    # times since the last save, so the state never names a deleted checkpoint; short epochs make
+    # that frequent. Fresh state is what `sweeper resume` restores from: keep it, skip the warning.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray's newer console ignores progress reporters; RAY_AIR_NEW_OUTPUT=1 brings its tables back.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ray adds a TensorBoard logger that fsyncs its event file after every result, on Tune's loop
+    # (24 ms a result, BENCHMARKS.md section 8). Every metric is in MLflow; Ray's own result files,
+    # which its analysis and `resume` read, are still written. TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0
+    # brings TensorBoard's files back.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
 def build_tuner(
     trainable: Any,
     space: SearchSpace,
@@ -364,18 +381,8 @@ def build_tuner(
     else:
         search_alg = ConcurrencyLimiter(optuna_searcher(space, objectives, sampler, warm_trials), max_concurrent=max_concurrent)
         param_space, keep = None, 2  # the best epoch and the latest (Ray always keeps the latest, for resuming)
-    # With num_to_keep, Ray saves the experiment state whenever a trial has checkpointed that many
-    # times since the last save, so the state never names a deleted checkpoint; short epochs make
-    # that frequent. Fresh state is what `sweeper resume` restores from: keep it, skip the warning.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Ray's newer console ignores progress reporters; RAY_AIR_NEW_OUTPUT=1 brings its tables back.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Ray adds a TensorBoard logger that fsyncs its event file after every result, on Tune's loop
-    # (24 ms a result, BENCHMARKS.md section 8). Every metric is in MLflow; Ray's own result files,
-    # which its analysis and `resume` read, are still written. TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0
-    # brings TensorBoard's files back.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    callbacks = [*callbacks, CSVLoggerCallback(), JsonLoggerCallback()]
+    tune_environment()
+    callbacks = [*callbacks, CSVLoggerCallback(), JsonLoggerCallback()]  # what Ray's analysis reads; kept by a restored Tuner
     return tune.Tuner(
         trainable,
         param_space=param_space,

@@ -28,6 +28,7 @@ def test_ctrl_c_during_launch_kills_the_runs_and_resume_finishes_them_without_du
     assert stopped["sweep"] == "KILLED" and "RUNNING" not in stopped.values(), stopped
     assert resumed_sweep.resume.returncode == 0, resumed_sweep.resume.stderr[-3000:]
     assert {trial.status for trial in ExperimentAnalysis(str(storage / NAME)).trials} == {"TERMINATED"}
+    assert not list((storage / NAME).rglob("events.out.tfevents*")), "neither launch nor resume writes TensorBoard files"
     trials = mlflow_runs(resumed_sweep.workdir, "trial")
     (parent,) = mlflow_runs(resumed_sweep.workdir, "sweep")
     keys = Counter(run.data.tags["sweeper.key"] for run in trials)
