@@ -315,11 +315,11 @@ def iterate_batches(
         warnings.simplefilter("ignore", UserWarning)  # arrays from Ray's object store are read-only; they are only read
         columns = {name: torch.from_numpy(np.asarray(array)) for name, array in arrays.items()}
     rows = len(next(iter(columns.values())))
-    order = torch.from_numpy(np.random.default_rng(seed).permutation(rows)) if seed is not None else None
-    if order is None:
+    if seed is None:
         for start in range(0, rows, batch_size):
             yield {name: column[start : start + batch_size].to(device, non_blocking=True) for name, column in columns.items()}
         return
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(rows))
     buffers = {name: torch.empty((min(batch_size, rows), *column.shape[1:]), dtype=column.dtype) for name, column in columns.items()}
     for start in range(0, rows, batch_size):
         size = min(batch_size, rows - start)
