@@ -26,9 +26,10 @@ def start_ray(address: str | None, plugins: Sequence[str] = (), num_cpus: int | 
     tests do). A Ctrl-C while Ray starts waits until it is up, then shuts it down and raises
     KeyboardInterrupt.
 
-    No worker set-up hook warms the trials' workers: Ray Tune gives its trial actors a runtime
-    environment of their own, so Ray starts a new process for each slot's actor as fit() asks for
-    it and never hands it a worker started earlier (BENCHMARKS.md, orchestration)."""
+    Local Ray starts a few idle workers with itself; a slot's first trial actor takes one if
+    neither the job nor the actor has a runtime environment (``--plugin`` gives the job one), so
+    no worker set-up hook is used, and the sweep drops Ray Tune's default actor environment
+    (``launcher.tune_environment``; BENCHMARKS.md, section 1)."""
     if ray.is_initialized():
         return False
     address = ray_address(address)

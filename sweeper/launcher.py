@@ -19,6 +19,7 @@ import pyarrow.parquet
 import ray
 from ray import tune
 from ray.tune import ExperimentAnalysis, ProgressReporter
+from ray.tune.execution import class_cache
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
@@ -337,8 +338,8 @@ def _tuner(plan: SweepPlan, data: DataSplits, record: SweepRecord) -> tune.Tuner
 
 
 def tune_environment() -> None:
-    """Ray Tune's settings for a sweep, read from the environment when fit() runs: set before a
-    launch and before a resume (a restored Tuner is not built here). A user's own values win."""
+    """Ray Tune's settings for a sweep, read when fit() runs: set before a launch and before a
+    resume (a restored Tuner is not built here). A user's own environment variables win."""
     # With num_to_keep, Ray saves the experiment state whenever a trial has checkpointed that many
     # times since the last save, so the state never names a deleted checkpoint; short epochs make
     # that frequent. Fresh state is what `sweeper resume` restores from: keep it, skip the warning.
@@ -350,6 +351,13 @@ def tune_environment() -> None:
     # which its analysis and `resume` read, are still written. TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0
     # brings TensorBoard's files back.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Ray Tune gives every trial actor the runtime environment {"env_vars": {"PL_DISABLE_FORK": "1"}}
+    # (for PyTorch Lightning, which nothing here uses). An actor with a runtime environment cannot
+    # take one of the idle workers Ray starts with itself, and each of its workers starts through
+    # Ray's runtime-environment agent and a second Python start: about 0.5 s more per slot, and a
+    # third of the Ray daemons' CPU at many slots (BENCHMARKS.md section 1). Without the default
+    # the environment is empty unless the driver has one of the variables Ray Tune passes on.
+    class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
 
 
 def build_tuner(
