@@ -12,9 +12,10 @@ from sweeper.launcher import tune_environment
 
 @pytest.fixture
 def fresh_settings(monkeypatch):
-    """The process's environment and Ray Tune's actor defaults, put back after the test."""
+    """The process's environment and Ray Tune's actor defaults, put back after the test. The
+    defaults start as Ray Tune ships them (an earlier sweep in this process changed them)."""
     monkeypatch.setattr(os, "environ", dict(os.environ))
-    monkeypatch.setattr(class_cache, "DEFAULT_ENV_VARS", dict(class_cache.DEFAULT_ENV_VARS))
+    monkeypatch.setattr(class_cache, "DEFAULT_ENV_VARS", {"PL_DISABLE_FORK": "1"})
     for name in class_cache.ENV_VARS_TO_PROPAGATE:
         os.environ.pop(name, None)
 
@@ -26,7 +27,7 @@ class Probe(Trainable):
 def test_trial_actors_get_no_runtime_environment_so_they_can_take_rays_idle_workers(fresh_settings):
     """Ray hands an actor one of the workers it started in advance only if the actor's runtime
     environment is empty; Ray Tune's default one made every slot start a worker of its own."""
-    assert class_cache._ActorClassCache().get(Probe)._default_options["runtime_env"], "Ray Tune's default changed"
+    assert class_cache._ActorClassCache().get(Probe)._default_options["runtime_env"]
     tune_environment()
     assert not class_cache._ActorClassCache().get(Probe)._default_options["runtime_env"]
 
