@@ -90,10 +90,10 @@ def measure(size: str, out: Path) -> Outcome:
         for index in range(settings.repeats):  # (b) and (a) in turn, so both see the same moments
             sequential = sequential_study(space, work, settings.trials)
             # A Ray of its own for each (a), started just before, as each `sweeper launch` starts
-            # one: a slot's first trial actor takes one of the idle workers Ray starts with itself,
-            # and Ray starts those once.
+            # one: a slot's first trial actor takes one of the idle workers Ray starts with itself
+            # (once), which import the trial's modules meanwhile, as launch has them do.
             started = time.perf_counter()
-            if not start_ray(None):
+            if not start_ray(None, preload=("ray.tune", tune_trial.__module__)):
                 raise RuntimeError("the orchestration benchmark starts Ray for each sweep: stop the Ray running in this process first")
             ray_start_s.append(time.perf_counter() - started)
             try:

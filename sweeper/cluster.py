@@ -16,9 +16,10 @@ from trainables.plugins import shipped_modules
 logger = logging.getLogger(__name__)
 
 AUTH_MODE_ENV, AUTH_TOKEN_ENV, ADDRESS_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"
+IDLE_WORKER_KEPT_MS = 60_000  # longer than a sweep's set-up between Ray's start and the first trial
 
 
-def start_ray(address: str | None, plugins: Sequence[str] = (), num_cpus: int | None = None) -> bool:
+def start_ray(address: str | None, plugins: Sequence[str] = (), num_cpus: int | None = None, preload: Sequence[str] = ()) -> bool:
     """Connect to ``address`` or start local Ray; False if Ray was already running in this process.
     The ``--plugin`` modules' packages are copied to every worker (Ray's runtime environment), so
     code that is installed nowhere runs on a cluster's other machines too. Local Ray declares
@@ -29,7 +30,8 @@ def start_ray(address: str | None, plugins: Sequence[str] = (), num_cpus: int | 
     Local Ray starts a few idle workers with itself; a slot's first trial actor takes one if
     neither the job nor the actor has a runtime environment (``--plugin`` gives the job one), so
     no worker set-up hook is used, and the sweep drops Ray Tune's default actor environment
-    (``launcher.tune_environment``; BENCHMARKS.md, section 1)."""
+    (``launcher.tune_environment``). Those workers import the ``preload`` modules while the
+    driver sets the sweep up, and are kept while it does (BENCHMARKS.md, section 1)."""
     if ray.is_initialized():
         return False
     address = ray_address(address)
@@ -38,13 +40,26 @@ def start_ray(address: str | None, plugins: Sequence[str] = (), num_cpus: int | 
         with ctrl_c_deferred():
             if address is None:
                 use_session_token()
-                ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env or None)
+                ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
+                         runtime_env=runtime_env or None, _system_config=worker_start_config(preload))  # fmt: skip
             else:
                 connect_ray(address, runtime_env or None)
     except KeyboardInterrupt:
         ray.shutdown()
         raise
     return True
+
+
+def worker_start_config(preload: Sequence[str]) -> dict[str, Any]:
+    """Local Ray's settings for its workers' start (Ray's system config; a cluster's nodes take
+    theirs from ``ray start``, as RAY_<setting> variables)."""
+    # Ray ends a worker idle for over a second once no CPU is free for it, and Tune's placement
+    # groups take every CPU before the first trial actor is placed: the idle workers, which had
+    # imported what a trial needs, were ended and new ones started in their place.
+    config: dict[str, Any] = {"idle_worker_killing_time_threshold_ms": IDLE_WORKER_KEPT_MS}
+    if preload:
+        config["preload_python_modules"] = list(preload)
+    return {key: value for key, value in config.items() if f"RAY_{key}" not in os.environ}  # the user's own win
 
 
 def ray_address(given: str | None) -> str | None:

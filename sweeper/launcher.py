@@ -60,6 +60,9 @@ logger = logging.getLogger(__name__)
 
 VALUE_BYTES = {"BOOLEAN": 1, "INT32": 4, "FLOAT": 4, "INT64": 8, "DOUBLE": 8, "INT96": 12}  # Parquet physical types
 OBJECT_STORE_FRACTION = 0.3  # Ray's default object store size, of a node's memory
+# What a trial's worker imports before its first trial can start; local Ray's idle workers import
+# them while the sweep is set up (cluster.start_ray).
+TRIAL_WORKER_MODULES = ("ray.tune", tune_trainable.__module__)
 
 
 class AllTrialsDivergedError(UserError):
@@ -218,7 +221,7 @@ def launch(options: LaunchOptions) -> SweepResult:
     logger.info("data: %s, %s", data.source, data.sizes())
     reference = plan.family.reference_metrics(data, "validation")
 
-    started_ray = start_ray(options.address, options.plugins)
+    started_ray = start_ray(options.address, options.plugins, preload=TRIAL_WORKER_MODULES)
     try:
         if options.address is not None:
             nodes = cluster_nodes()
@@ -249,7 +252,7 @@ def resume(record: SweepRecord, family: Family, address: str | None = None) -> S
     check_reachable(record.tracking_uri)
     data = sweep_data(record, family)
     reference = family.reference_metrics(data, "validation")
-    started_ray = start_ray(address, record.plugins)
+    started_ray = start_ray(address, record.plugins, preload=TRIAL_WORKER_MODULES)
     try:
         log = open_sweep_log(record.tracking_uri, family.name, record.name, record.journal_dir)
         log.flush()  # whatever the interrupted driver had not sent yet
