@@ -35,7 +35,7 @@ from mlflow_server.options import default_tracking_uri
 from search_spaces import SearchSpace, parse_search_space
 from sweeper.cluster import concurrent_slots, start_ray
 from sweeper.journal import TrialLogger, open_sweep_log
-from sweeper.launcher import build_tuner
+from sweeper.launcher import TRIAL_WORKER_MODULES, build_tuner
 from sweeper.objectives import Objective
 from sweeper.strategies import Budget, tpe
 from sweeper.sweeps import journal_dir
@@ -93,7 +93,7 @@ def measure(size: str, out: Path) -> Outcome:
             # one: a slot's first trial actor takes one of the idle workers Ray starts with itself
             # (once), which import the trial's modules meanwhile, as launch has them do.
             started = time.perf_counter()
-            if not start_ray(None, preload=("ray.tune", tune_trial.__module__)):
+            if not start_ray(None, preload=TRIAL_WORKER_MODULES):  # the workload loads what they load
                 raise RuntimeError("the orchestration benchmark starts Ray for each sweep: stop the Ray running in this process first")
             ray_start_s.append(time.perf_counter() - started)
             try:
