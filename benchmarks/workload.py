@@ -8,16 +8,14 @@ any difference in wall time between ways of running them is orchestration.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from benchmarks.sleep_workload import synthetic_loss
-from trainables.train_loop import CHECKPOINT_FILE, Report
+from trainables.train_loop import Report, tune_reporter
 
 
 @dataclass(frozen=True)
@@ -51,15 +49,5 @@ def run_trial(config: Mapping[str, Any], work: Work, report: Report) -> None:
 
 
 def tune_trial(config: dict[str, Any], *, work: Work) -> None:
-    """Ray Tune function trainable: threads and checkpoints as trainables.train_loop.tune_trainable."""
-    import ray
-    from ray import tune
-
-    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))))
-
-    def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        with tempfile.TemporaryDirectory() as directory:
-            torch.save(state, Path(directory) / CHECKPOINT_FILE)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
-
-    run_trial(config, work, report)
+    """Ray Tune function trainable: reports as trainables.train_loop.tune_trainable does."""
+    run_trial(config, work, tune_reporter())

@@ -412,8 +412,10 @@ def batch1_latencies(
     }
 
 
-def tune_trainable(config: dict[str, Any], *, data: DataSplits, context: dict[str, Any], settings: TrainSettings) -> None:
-    """Ray Tune function trainable: ``data`` arrives from the object store via ``tune.with_parameters``."""
+def tune_reporter() -> Report:
+    """Ray Tune's report for the trial running in this worker: each epoch's metrics with the node,
+    and the state, if any, as a checkpoint. Sets the worker up as a trial needs it: as many torch
+    threads as Ray gave the trial CPUs."""
     import ray
     from ray import tune
 
@@ -434,6 +436,14 @@ def tune_trainable(config: dict[str, Any], *, data: DataSplits, context: dict[st
             torch.save(state, Path(directory) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
+    return report
+
+
+def tune_trainable(config: dict[str, Any], *, data: DataSplits, context: dict[str, Any], settings: TrainSettings) -> None:
+    """Ray Tune function trainable: ``data`` arrives from the object store via ``tune.with_parameters``."""
+    from ray import tune
+
+    report = tune_reporter()
     resume = None
     restored = tune.get_checkpoint()
     if restored is not None:
