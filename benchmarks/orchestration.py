@@ -93,7 +93,7 @@ def measure(size: str, out: Path) -> Outcome:
             # one: a slot's first trial actor takes one of the idle workers Ray starts with itself
             # (once), which import the trial's modules meanwhile, as launch has them do.
             started = time.perf_counter()
-            if not start_ray(None, preload=TRIAL_WORKER_MODULES):  # the workload loads what they load
+            if not start_ray(None, preload=TRIAL_WORKER_MODULES):  # what launch preloads: the workload imports the same
                 raise RuntimeError("the orchestration benchmark starts Ray for each sweep: stop the Ray running in this process first")
             ray_start_s.append(time.perf_counter() - started)
             try:

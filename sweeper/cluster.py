@@ -16,7 +16,9 @@ from trainables.plugins import shipped_modules
 logger = logging.getLogger(__name__)
 
 AUTH_MODE_ENV, AUTH_TOKEN_ENV, ADDRESS_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"
-IDLE_WORKER_KEPT_MS = 60_000  # longer than a sweep's set-up between Ray's start and the first trial
+# Longer than a sweep's set-up between Ray's start and its first trials (1.6 s in launch, more with a
+# remote MLflow); short, since the workers no slot takes hold memory until then (230 MB each).
+IDLE_WORKER_KEPT_MS = 10_000
 
 
 def start_ray(address: str | None, plugins: Sequence[str] = (), num_cpus: int | None = None, preload: Sequence[str] = ()) -> bool:
@@ -30,8 +32,10 @@ def start_ray(address: str | None, plugins: Sequence[str] = (), num_cpus: int | 
     Local Ray starts a few idle workers with itself; a slot's first trial actor takes one if
     neither the job nor the actor has a runtime environment (``--plugin`` gives the job one), so
     no worker set-up hook is used, and the sweep drops Ray Tune's default actor environment
-    (``launcher.tune_environment``). Those workers import the ``preload`` modules while the
-    driver sets the sweep up, and are kept while it does (BENCHMARKS.md, section 1)."""
+    (``launcher.tune_environment``). Given ``preload`` modules, those workers import them while
+    the driver sets the sweep up, and are kept while it does (BENCHMARKS.md, section 1); not with
+    ``--plugin``, whose trial actors cannot take them. A cluster's nodes take such settings from
+    their own ``ray start``."""
     if ray.is_initialized():
         return False
     address = ray_address(address)
@@ -41,7 +45,7 @@ def start_ray(address: str | None, plugins: Sequence[str] = (), num_cpus: int | 
             if address is None:
                 use_session_token()
                 ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
-                         runtime_env=runtime_env or None, _system_config=worker_start_config(preload))  # fmt: skip
+                         runtime_env=runtime_env or None, _system_config=worker_start_config(() if plugins else preload))  # fmt: skip
             else:
                 connect_ray(address, runtime_env or None)
     except KeyboardInterrupt:
@@ -51,14 +55,14 @@ def start_ray(address: str | None, plugins: Sequence[str] = (), num_cpus: int | 
 
 
 def worker_start_config(preload: Sequence[str]) -> dict[str, Any]:
-    """Local Ray's settings for its workers' start (Ray's system config; a cluster's nodes take
-    theirs from ``ray start``, as RAY_<setting> variables)."""
+    """Local Ray's system config for its idle workers: import ``preload`` as they start, and wait
+    for the sweep's first trials; Ray's defaults without ``preload``."""
+    if not preload:
+        return {}
     # Ray ends a worker idle for over a second once no CPU is free for it, and Tune's placement
-    # groups take every CPU before the first trial actor is placed: the idle workers, which had
-    # imported what a trial needs, were ended and new ones started in their place.
-    config: dict[str, Any] = {"idle_worker_killing_time_threshold_ms": IDLE_WORKER_KEPT_MS}
-    if preload:
-        config["preload_python_modules"] = list(preload)
+    # groups take every CPU before the first trial actor is placed: Ray would end the idle workers
+    # and start new ones for the actors.
+    config = {"preload_python_modules": list(preload), "idle_worker_killing_time_threshold_ms": IDLE_WORKER_KEPT_MS}
     return {key: value for key, value in config.items() if f"RAY_{key}" not in os.environ}  # the user's own win
 
 
