@@ -5,7 +5,8 @@ Every record (a run started, metrics and tags logged, a run finished, artifacts)
 record costs MLflow several database transactions, and the loop would wait for each), otherwise
 at once. When the tracking server does not answer, the sweep goes
 on: records stay in the journal, sending is retried every ``RETRY_SECONDS``, and whatever is
-still unsent when the sweep ends is sent by ``sweeper sync SWEEP``. Replaying is idempotent:
+still unsent when the sweep ends is sent by ``sweeper sync SWEEP``. Records waiting together go
+out together: each run's epochs in one MLflow call, progress noted once per window. Replaying is idempotent:
 runs are found again by their key (tag ``sweeper.key``) before one is created, metrics carry
 the timestamp they were recorded with (MLflow ignores an identical metric row), and params and
 tags are set to the same values again. ``journal-state.json`` remembers how far the journal has
@@ -35,6 +36,10 @@ logger = logging.getLogger(__name__)
 
 JOURNAL_FILE, STATE_FILE = "journal.jsonl", "journal-state.json"
 RETRY_SECONDS = 15.0
+# Records sent between two notes of progress: a window that fails part-way is sent again, whole.
+SEND_WINDOW = 256
+# While Tune's loop runs, how long the sending thread lets records gather before it sends them.
+GATHER_SECONDS = 1.0
 _CONNECTION_FAILURE = re.compile(r"API request to \S+ failed with (timeout )?exception")
 
 
@@ -68,9 +73,9 @@ class Journal:
     def pending(self) -> list[dict[str, Any]]:
         return self.records[self.sent :]
 
-    def mark_sent(self, runs: Mapping[str, str]) -> None:
-        self.sent += 1
-        self.runs.update(runs)
+    def mark_sent(self, count: int) -> None:
+        """The next ``count`` records are in MLflow (the runs they made are in ``runs`` already)."""
+        self.sent += count
         self._save()
 
     def remember(self, key: str, run_id: str) -> None:
@@ -92,6 +97,9 @@ class SweepLog:
         self.tracker, self.journal, self.sweep = tracker, journal, sweep
         self._offline_since: float | None = None
         self._last_attempt = 0.0
+        # Records before this index may be in MLflow already though unmarked (sent by an earlier
+        # process, or in a window that failed part-way): their runs are looked up before one is made.
+        self._maybe_sent_until = len(journal.records)
         self._sending = threading.Lock()  # one flush at a time, so a record is sent once and in order
         self._sender: threading.Thread | None = None
         self._new_record, self._stopping = threading.Event(), threading.Event()
@@ -142,9 +150,12 @@ class SweepLog:
 
     def _flush(self) -> bool:
         self._last_attempt = time.monotonic()
-        for record in self.journal.pending():
+        while window := self.journal.pending()[:SEND_WINDOW]:
+            maybe_sent_until, first = self._maybe_sent_until, self.journal.sent
+            self._maybe_sent_until = max(maybe_sent_until, first + len(window))
             try:
-                runs = self._send(record)
+                for position, record in coalesced(window):
+                    self.journal.runs.update(self._send(record, look_up=first + position < maybe_sent_until))
             except Exception as error:  # noqa: BLE001 - classified right below
                 if not unreachable(error):
                     raise
@@ -153,7 +164,7 @@ class SweepLog:
                                    "(or by `sweeper sync %s`)", self.tracker.tracking_uri, error, self.journal.path, self.sweep)  # fmt: skip
                     self._offline_since = time.monotonic()
                 return False
-            self.journal.mark_sent(runs)
+            self.journal.mark_sent(len(window))
         if self.offline:
             logger.warning("MLflow at %s is reachable again; every record is sent", self.tracker.tracking_uri)
         self._offline_since = None
@@ -192,9 +203,9 @@ class SweepLog:
     def _send_until_stopped(self) -> None:
         while True:
             self._new_record.wait(RETRY_SECONDS)  # woken by a record, or time to retry an unreachable MLflow
-            self._new_record.clear()
-            if self._stopping.is_set():
+            if self._stopping.wait(GATHER_SECONDS):  # records that come meanwhile go out with this one
                 return
+            self._new_record.clear()
             if self.journal.pending() and self._retry_due():
                 try:
                     self.flush()
@@ -212,11 +223,12 @@ class SweepLog:
     def _retry_due(self) -> bool:
         return not self.offline or time.monotonic() - self._last_attempt >= RETRY_SECONDS
 
-    def _send(self, record: dict[str, Any]) -> dict[str, str]:
-        """Apply one record to MLflow; returns run ids it created."""
+    def _send(self, record: dict[str, Any], look_up: bool) -> dict[str, str]:
+        """Apply one record to MLflow; returns run ids it created. ``look_up``: the record may
+        have made its run already."""
         tracker, key = self.tracker, record["key"]
         if record["op"] == "start":
-            run_id = self.journal.runs.get(key) or tracker.find_run(self.sweep, key)
+            run_id = self.journal.runs.get(key) or (tracker.find_run(self.sweep, key) if look_up else None)
             if run_id is None:
                 parent = self.journal.runs[record["parent"]] if record["parent"] else None
                 run_id = tracker.create_run(self.sweep, key, record["name"], record["kind"], record["tags"], parent)
@@ -234,6 +246,27 @@ class SweepLog:
         elif record["op"] == "delete":
             tracker.client.delete_run(run_id)
         return {}
+
+
+def coalesced(records: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """``records`` with each run's consecutive metric records merged into one (an MLflow call is a
+    few database transactions, whatever it carries), each with its position in ``records``. A
+    merged record stands where its first part stood, and any other record of the run ends the
+    merging, so each run's records keep their order."""
+    merged: list[tuple[int, dict[str, Any]]] = []
+    open_logs: dict[str, dict[str, Any]] = {}  # run key -> the metric record being merged
+    for position, record in enumerate(records):
+        key = record["key"]
+        if record["op"] != "log":
+            open_logs.pop(key, None)
+            merged.append((position, record))
+        elif key in open_logs:
+            open_logs[key]["metrics"] += record["metrics"]
+            open_logs[key]["tags"].update(record["tags"])
+        else:
+            open_logs[key] = {**record, "metrics": list(record["metrics"]), "tags": dict(record["tags"])}
+            merged.append((position, open_logs[key]))
+    return merged
 
 
 _open_logs: dict[Path, SweepLog] = {}

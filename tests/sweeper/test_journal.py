@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweeper import journal as journal_module
-from sweeper.journal import STATE_FILE, Journal, SweepLog, unreachable
+from sweeper.journal import STATE_FILE, Journal, SweepLog, coalesced, unreachable
 from sweeper.tracking import SWEEP_KEY, SweepTracker
 
 
@@ -21,12 +21,13 @@ class Outage:
     def __init__(self, tracker: SweepTracker, monkeypatch: pytest.MonkeyPatch) -> None:
         self.tracker, self.monkeypatch = tracker, monkeypatch
 
-    def __enter__(self) -> Outage:
-        def refuse(*args, **kwargs):
-            raise MlflowException("API request to http://127.0.0.1:5000/api/2.0/mlflow/runs/log-batch failed with exception ConnectionError")
+    @staticmethod
+    def refuse(*args, **kwargs):
+        raise MlflowException("API request to http://127.0.0.1:5000/api/2.0/mlflow/runs/log-batch failed with exception ConnectionError")
 
+    def __enter__(self) -> Outage:
         for name in ("log_batch", "create_run", "set_terminated", "log_artifacts", "search_runs"):
-            self.monkeypatch.setattr(self.tracker.client, name, refuse)
+            self.monkeypatch.setattr(self.tracker.client, name, self.refuse)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -103,13 +104,14 @@ def test_while_offline_sending_is_retried_only_every_few_seconds(store, tmp_path
 
 def test_in_the_background_the_submitter_only_writes_the_journal_and_a_thread_sends_it_in_order(store, tmp_path, monkeypatch):
     log = open_log(store, tmp_path)
-    senders = set()
+    senders = []
     send = log._send
-    monkeypatch.setattr(log, "_send", lambda record: senders.add(threading.get_ident()) or send(record))
+    monkeypatch.setattr(log, "_send", lambda *args, **kwargs: senders.append(threading.get_ident()) or send(*args, **kwargs))
     log.send_in_background()
     record_a_sweep(log)
     wait_until(lambda: not log.journal.pending())
     assert senders and threading.get_ident() not in senders
+    assert len(senders) < len(log.journal.records), "records that came within a moment went out together"
     log.stop_background()
     runs = runs_of(store)
     assert runs["trial:a"].data.tags["mlflow.parentRunId"] == runs["sweep"].info.run_id
@@ -150,6 +152,49 @@ def test_replaying_the_whole_journal_creates_no_duplicates(store, tmp_path):
     after = runs_of(store)
     assert {k: r.info.run_id for k, r in after.items()} == {k: r.info.run_id for k, r in before.items()}
     assert history(store, after["trial:a"]) == history(store, before["trial:a"])
+
+
+def test_waiting_epochs_of_a_run_go_out_in_one_call_and_each_run_keeps_its_order():
+    def record(op, key, step=None):
+        return {"op": op, "key": key, "metrics": [["loss", 1.0, 0, step]], "tags": {"node": str(step)}} if op == "log" else {"op": op, "key": key}
+
+    records = [record("start", "a"), record("log", "a", 1), record("start", "b"), record("log", "b", 1), record("log", "a", 2),
+               record("artifacts", "a"), record("log", "a", 3), record("log", "b", 2), record("finish", "a"), record("finish", "b")]  # fmt: skip
+    sent = [(p, r["op"], r["key"], [m[3] for m in r.get("metrics", [])], r.get("tags", {}).get("node")) for p, r in coalesced(records)]
+    assert sent == [(0, "start", "a", [], None), (1, "log", "a", [1, 2], "2"), (2, "start", "b", [], None), (3, "log", "b", [1, 2], "2"),
+                    (5, "artifacts", "a", [], None), (6, "log", "a", [3], "3"), (8, "finish", "a", [], None), (9, "finish", "b", [], None)]  # fmt: skip
+    assert records[1]["metrics"] == [["loss", 1.0, 0, 1]], "the journal's own records are left as they are"
+
+
+def test_records_that_waited_go_out_in_fewer_calls_and_runs_never_tried_are_not_searched_for(store, tmp_path, monkeypatch):
+    log = open_log(store, tmp_path)
+    log.start_run(SWEEP_KEY, "s1", "sweep", {}, {})
+    with Outage(log.tracker, monkeypatch):
+        record_a_sweep(log)  # every record waits in the journal
+    calls = {"log_batch": 0, "search_runs": 0}
+    for name in calls:
+        original = getattr(log.tracker.client, name)
+        monkeypatch.setattr(log.tracker.client, name, lambda *a, _name=name, _original=original, **k: calls.update({_name: calls[_name] + 1}) or _original(*a, **k))
+    assert log.flush()
+    # log_batch: each trial's params, its three epochs, its end; the sweep's end. Searched for: only
+    # the run whose making the outage refused (it might have been made); b's was never tried.
+    assert calls == {"log_batch": 7, "search_runs": 1}
+    runs = runs_of(store)
+    assert history(store, runs["trial:b"]) == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
+    assert {run.info.status for run in runs.values()} == {"FINISHED"}
+
+
+@pytest.mark.parametrize("sender", ["the same process", "a process started anew"])
+def test_a_run_made_by_a_window_that_failed_part_way_is_made_once(store, tmp_path, monkeypatch, sender):
+    log = open_log(store, tmp_path)
+    with monkeypatch.context() as outage:  # the sweep's run is made, then its params fail
+        outage.setattr(log.tracker.client, "log_batch", Outage.refuse)
+        record_a_sweep(log, trials=("a",))
+    assert log.offline and log.journal.sent == 0
+    assert (log if sender == "the same process" else open_log(store, tmp_path)).flush()
+    runs = MlflowClient(store).search_runs([log.tracker.experiment_id], run_view_type=ViewType.ALL)
+    assert sorted(run.data.tags["sweeper.key"] for run in runs) == [SWEEP_KEY, "trial:a"]
+    assert runs_of(store)[SWEEP_KEY].data.params == {"trials": "1"}
 
 
 def test_a_run_that_mlflow_made_twice_is_kept_once(store, tmp_path, monkeypatch):
