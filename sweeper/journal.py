@@ -6,7 +6,8 @@ record costs MLflow several database transactions, and the loop would wait for e
 at once. When the tracking server does not answer, the sweep goes
 on: records stay in the journal, sending is retried every ``RETRY_SECONDS``, and whatever is
 still unsent when the sweep ends is sent by ``sweeper sync SWEEP``. Records waiting together go
-out together: each run's epochs in one MLflow call, progress noted once per window. Replaying is idempotent:
+out together: each run's epochs in one MLflow call, progress noted once per window (a deletion,
+which cannot be applied twice, is a window of its own). Replaying is idempotent:
 runs are found again by their key (tag ``sweeper.key``) before one is created, metrics carry
 the timestamp they were recorded with (MLflow ignores an identical metric row), and params and
 tags are set to the same values again. ``journal-state.json`` remembers how far the journal has
@@ -97,9 +98,6 @@ class SweepLog:
         self.tracker, self.journal, self.sweep = tracker, journal, sweep
         self._offline_since: float | None = None
         self._last_attempt = 0.0
-        # Records before this index may be in MLflow already though unmarked (sent by an earlier
-        # process, or in a window that failed part-way): their runs are looked up before one is made.
-        self._maybe_sent_until = len(journal.records)
         self._sending = threading.Lock()  # one flush at a time, so a record is sent once and in order
         self._sender: threading.Thread | None = None
         self._new_record, self._stopping = threading.Event(), threading.Event()
@@ -150,12 +148,10 @@ class SweepLog:
 
     def _flush(self) -> bool:
         self._last_attempt = time.monotonic()
-        while window := self.journal.pending()[:SEND_WINDOW]:
-            maybe_sent_until, first = self._maybe_sent_until, self.journal.sent
-            self._maybe_sent_until = max(maybe_sent_until, first + len(window))
+        while window := next_window(self.journal.pending()):
             try:
-                for position, record in coalesced(window):
-                    self.journal.runs.update(self._send(record, look_up=first + position < maybe_sent_until))
+                for record in coalesced(window):
+                    self.journal.runs.update(self._send(record))
             except Exception as error:  # noqa: BLE001 - classified right below
                 if not unreachable(error):
                     raise
@@ -223,12 +219,12 @@ class SweepLog:
     def _retry_due(self) -> bool:
         return not self.offline or time.monotonic() - self._last_attempt >= RETRY_SECONDS
 
-    def _send(self, record: dict[str, Any], look_up: bool) -> dict[str, str]:
-        """Apply one record to MLflow; returns run ids it created. ``look_up``: the record may
-        have made its run already."""
+    def _send(self, record: dict[str, Any]) -> dict[str, str]:
+        """Apply one record to MLflow; returns run ids it created."""
         tracker, key = self.tracker, record["key"]
         if record["op"] == "start":
-            run_id = self.journal.runs.get(key) or (tracker.find_run(self.sweep, key) if look_up else None)
+            # Looked up even when made here: a `sweeper sync` in another process may have made it.
+            run_id = self.journal.runs.get(key) or tracker.find_run(self.sweep, key)
             if run_id is None:
                 parent = self.journal.runs[record["parent"]] if record["parent"] else None
                 run_id = tracker.create_run(self.sweep, key, record["name"], record["kind"], record["tags"], parent)
@@ -248,24 +244,33 @@ class SweepLog:
         return {}
 
 
-def coalesced(records: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+def next_window(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records to send before progress is noted: up to ``SEND_WINDOW``, with a deletion alone.
+    A window that fails part-way is sent again whole, and records sent again to a deleted run fail
+    for good (MLflow writes only to active runs)."""
+    deletions = [position for position, record in enumerate(pending[:SEND_WINDOW]) if record["op"] == "delete"]
+    if not deletions:
+        return pending[:SEND_WINDOW]
+    return pending[: deletions[0] or 1]
+
+
+def coalesced(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``records`` with each run's consecutive metric records merged into one (an MLflow call is a
-    few database transactions, whatever it carries), each with its position in ``records``. A
-    merged record stands where its first part stood, and any other record of the run ends the
-    merging, so each run's records keep their order."""
-    merged: list[tuple[int, dict[str, Any]]] = []
+    few database transactions, whatever it carries). A merged record stands where its first part
+    stood, and any other record of the run ends the merging, so each run's records keep their order."""
+    merged: list[dict[str, Any]] = []
     open_logs: dict[str, dict[str, Any]] = {}  # run key -> the metric record being merged
-    for position, record in enumerate(records):
+    for record in records:
         key = record["key"]
         if record["op"] != "log":
             open_logs.pop(key, None)
-            merged.append((position, record))
+            merged.append(record)
         elif key in open_logs:
             open_logs[key]["metrics"] += record["metrics"]
             open_logs[key]["tags"].update(record["tags"])
         else:
             open_logs[key] = {**record, "metrics": list(record["metrics"]), "tags": dict(record["tags"])}
-            merged.append((position, open_logs[key]))
+            merged.append(open_logs[key])
     return merged
 
 

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweeper import journal as journal_module
-from sweeper.journal import STATE_FILE, Journal, SweepLog, coalesced, unreachable
+from sweeper.journal import STATE_FILE, Journal, SweepLog, coalesced, next_window, unreachable
 from sweeper.tracking import SWEEP_KEY, SweepTracker
 
 
@@ -160,13 +160,13 @@ def test_waiting_epochs_of_a_run_go_out_in_one_call_and_each_run_keeps_its_order
 
     records = [record("start", "a"), record("log", "a", 1), record("start", "b"), record("log", "b", 1), record("log", "a", 2),
                record("artifacts", "a"), record("log", "a", 3), record("log", "b", 2), record("finish", "a"), record("finish", "b")]  # fmt: skip
-    sent = [(p, r["op"], r["key"], [m[3] for m in r.get("metrics", [])], r.get("tags", {}).get("node")) for p, r in coalesced(records)]
-    assert sent == [(0, "start", "a", [], None), (1, "log", "a", [1, 2], "2"), (2, "start", "b", [], None), (3, "log", "b", [1, 2], "2"),
-                    (5, "artifacts", "a", [], None), (6, "log", "a", [3], "3"), (8, "finish", "a", [], None), (9, "finish", "b", [], None)]  # fmt: skip
+    sent = [(r["op"], r["key"], [m[3] for m in r.get("metrics", [])], r.get("tags", {}).get("node")) for r in coalesced(records)]
+    assert sent == [("start", "a", [], None), ("log", "a", [1, 2], "2"), ("start", "b", [], None), ("log", "b", [1, 2], "2"),
+                    ("artifacts", "a", [], None), ("log", "a", [3], "3"), ("finish", "a", [], None), ("finish", "b", [], None)]  # fmt: skip
     assert records[1]["metrics"] == [["loss", 1.0, 0, 1]], "the journal's own records are left as they are"
 
 
-def test_records_that_waited_go_out_in_fewer_calls_and_runs_never_tried_are_not_searched_for(store, tmp_path, monkeypatch):
+def test_records_that_waited_go_out_in_fewer_calls(store, tmp_path, monkeypatch):
     log = open_log(store, tmp_path)
     log.start_run(SWEEP_KEY, "s1", "sweep", {}, {})
     with Outage(log.tracker, monkeypatch):
@@ -176,9 +176,9 @@ def test_records_that_waited_go_out_in_fewer_calls_and_runs_never_tried_are_not_
         original = getattr(log.tracker.client, name)
         monkeypatch.setattr(log.tracker.client, name, lambda *a, _name=name, _original=original, **k: calls.update({_name: calls[_name] + 1}) or _original(*a, **k))
     assert log.flush()
-    # log_batch: each trial's params, its three epochs, its end; the sweep's end. Searched for: only
-    # the run whose making the outage refused (it might have been made); b's was never tried.
-    assert calls == {"log_batch": 7, "search_runs": 1}
+    # log_batch: each trial's params, its three epochs, its end; the sweep's end. Each trial's run
+    # is searched for before it is made (another process's `sweeper sync` may have made it).
+    assert calls == {"log_batch": 7, "search_runs": 2}
     runs = runs_of(store)
     assert history(store, runs["trial:b"]) == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
     assert {run.info.status for run in runs.values()} == {"FINISHED"}
@@ -195,6 +195,38 @@ def test_a_run_made_by_a_window_that_failed_part_way_is_made_once(store, tmp_pat
     runs = MlflowClient(store).search_runs([log.tracker.experiment_id], run_view_type=ViewType.ALL)
     assert sorted(run.data.tags["sweeper.key"] for run in runs) == [SWEEP_KEY, "trial:a"]
     assert runs_of(store)[SWEEP_KEY].data.params == {"trials": "1"}
+
+
+def test_runs_a_sync_in_another_process_made_meanwhile_are_not_made_again(store, tmp_path, monkeypatch):
+    log = open_log(store, tmp_path)
+    with Outage(log.tracker, monkeypatch):
+        record_a_sweep(log)  # the sweep's records wait; the user runs `sweeper sync` from another shell
+    assert open_log(store, tmp_path).flush() and log.flush()
+    runs = MlflowClient(store).search_runs([log.tracker.experiment_id], run_view_type=ViewType.ALL)
+    assert sorted(run.data.tags["sweeper.key"] for run in runs) == [SWEEP_KEY, "trial:a", "trial:b"]
+
+
+def test_a_deletion_is_sent_alone_so_a_window_sent_again_never_writes_to_a_deleted_run(store, tmp_path, monkeypatch):
+    log = open_log(store, tmp_path)
+    log.start_run(SWEEP_KEY, "s1", "sweep", {}, {})
+    with Outage(log.tracker, monkeypatch):  # these wait in the journal, then go out in one flush
+        log.start_run("trial:a", "a", "trial", {"lr": 0.1}, {}, parent=SWEEP_KEY)
+        log.log("trial:a", {"val_loss": 1.0}, step=1)
+        log.discard("trial:a")  # a trial the restored experiment never knew
+        log.log(SWEEP_KEY, {"x": 1.0}, step=1)
+    log_batch, failures = log.tracker.client.log_batch, []
+
+    def fail_once_after_the_deletion(run_id, **kwargs):
+        if run_id == log.run_id(SWEEP_KEY) and not failures:
+            failures.append(run_id)
+            Outage.refuse()
+        return log_batch(run_id, **kwargs)
+
+    monkeypatch.setattr(log.tracker.client, "log_batch", fail_once_after_the_deletion)
+    assert not log.flush() and log.flush()
+    assert set(runs_of(store)) == {SWEEP_KEY} and [s for s, _ in history(store, runs_of(store)[SWEEP_KEY], "x")] == [1]
+    records = [{"op": op, "key": "k"} for op in ("start", "log", "delete", "log")]
+    assert [len(next_window(records[start:])) for start in (0, 2, 3)] == [2, 1, 1]
 
 
 def test_a_run_that_mlflow_made_twice_is_kept_once(store, tmp_path, monkeypatch):
