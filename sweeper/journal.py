@@ -248,10 +248,9 @@ def next_window(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records to send before progress is noted: up to ``SEND_WINDOW``, with a deletion alone.
     A window that fails part-way is sent again whole, and records sent again to a deleted run fail
     for good (MLflow writes only to active runs)."""
-    deletions = [position for position, record in enumerate(pending[:SEND_WINDOW]) if record["op"] == "delete"]
-    if not deletions:
-        return pending[:SEND_WINDOW]
-    return pending[: deletions[0] or 1]
+    window = pending[:SEND_WINDOW]
+    deletion = next((position for position, record in enumerate(window) if record["op"] == "delete"), None)
+    return window if deletion is None else window[: deletion or 1]
 
 
 def coalesced(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
